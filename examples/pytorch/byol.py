@@ -33,6 +33,7 @@ import copy
 import json
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -276,23 +277,17 @@ def sample_seed(seed: int, *counters: int) -> int:
 
 
 def random_resized_crop_box(
-    height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+    height: int, width: int, rng: random.Random, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 ) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of a random crop, as torchvision's RandomResizedCrop draws it."""
-
-    def uniform(low: float, high: float) -> float:
-        return low + (high - low) * torch.rand(1, generator=generator).item()
-
+    """(top, left, height, width) of a random crop, drawn as torchvision's RandomResizedCrop does."""
     area = height * width
     for _ in range(10):
-        target_area = area * uniform(*scale)
-        aspect = math.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+        target_area = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
         w = round(math.sqrt(target_area * aspect))
         h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return top, left, h, w
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
     # Rarely reached: a central crop with the aspect ratio clamped into range.
     if width / height < ratio[0]:
         w, h = width, round(width / ratio[0])
@@ -303,14 +298,14 @@ def random_resized_crop_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def crop_and_flip(image: Image.Image | torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def crop_and_flip(image: Image.Image | torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
     """The per-image part of a view: random resized crop (bicubic), horizontal flip, uint8 CHW."""
     width, height = TF.get_size(image)[::-1]
-    top, left, h, w = random_resized_crop_box(height, width, generator)
+    top, left, h, w = random_resized_crop_box(height, width, rng)
     view = TF.resized_crop(
         image, top, left, h, w, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True
     )
-    if torch.rand(1, generator=generator).item() < 0.5:
+    if rng.random() < 0.5:
         view = TF.horizontal_flip(view)
     return TF.pil_to_tensor(view) if isinstance(view, Image.Image) else view
 
@@ -791,14 +786,12 @@ class TwoViewDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | tuple[str, str]:
         epoch, index = key
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+        rng = random.Random(sample_seed(self.seed, epoch, index))  # Python's RNG: fast for a few draws
         try:
             image = self.source.load(index)
         except UnreadableImage as error:
             return self.source.name(index), str(error)
-        return crop_and_flip(image, self.input_size, generator), crop_and_flip(
-            image, self.input_size, generator
-        )
+        return crop_and_flip(image, self.input_size, rng), crop_and_flip(image, self.input_size, rng)
 
 
 class EvalDataset(Dataset):
