@@ -6,26 +6,13 @@ import math
 import pytest
 import torch
 
-LEARNING_RUN = [
-    "--data",
-    "synthetic",
-    "--input-size",
-    "16",
-    "--batch-size",
-    "32",
-    "--epochs",
-    "2",
-    "--lr",
-    "1.6",
-    "--hidden-dim",
-    "512",
-    "--eval-every",
-    "1",
-    "--num-workers",
-    "1",
-    "--seed",
-    "0",
-]
+# 1,024 generated 32x32 images, views of 16 px, two epochs of 32 steps: about 40 s on 2 cores.
+# The training set holds about 100 images per class, so the kNN monitor uses k = 20 neighbours
+# (k = 200 would reach two classes' worth of images).
+LEARNING_RUN = (
+    "--data synthetic --input-size 16 --batch-size 32 --epochs 2 --lr 1.6 --hidden-dim 512 "
+    "--eval-every 1 --num-workers 1 --seed 0 --knn-k 20"
+).split()
 
 
 def untrained_knn_accuracy(byol, argv: list[str]) -> float:
@@ -44,9 +31,8 @@ def test_short_cpu_run_learns_without_collapse(byol, tmp_path):
     final = byol.main(argv)
     epochs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     print(f"kNN top-1: untrained {untrained:.3f}, after each epoch {[e['knn_top1'] for e in epochs]}")
-    assert untrained < 0.2  # ten classes: chance is 0.1
-    assert final["knn_top1"] >= untrained + 0.06
-    assert final["knn_top1"] >= 1.4 * untrained
+    assert untrained < 0.25  # ten classes: chance is 0.1
+    assert final["knn_top1"] >= untrained + 0.08
     assert epochs[-1]["loss"] < epochs[0]["loss"]
     # 256-dim normalised projections: healthy std is about 1/sqrt(256); collapse drives it to 0
     for epoch in epochs:

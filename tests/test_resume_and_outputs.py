@@ -6,26 +6,10 @@ import signal
 import pytest
 import torch
 
-SMALL_RUN = [
-    "--data",
-    "synthetic",
-    "--synthetic-images",
-    "64",
-    "--input-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "3",
-    "--hidden-dim",
-    "64",
-    "--proj-dim",
-    "32",
-    "--eval-every",
-    "1",
-    "--knn-k",
-    "10",
-]
+SMALL_RUN = (
+    "--data synthetic --synthetic-images 64 --input-size 16 --batch-size 16 --epochs 3 "
+    "--hidden-dim 64 --proj-dim 32 --eval-every 1 --knn-k 10"
+).split()
 TIMING_KEYS = {"images_per_s", "epoch_time_s", "elapsed_s"}
 
 
