@@ -1,0 +1,166 @@
+"""docs/make_results.py on small results files made here: tables, plots, and the page without results."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from docs_support import DOCS
+
+from conftest import load_script
+
+SCRIPT = DOCS / "make_results.py"
+
+THROUGHPUT = {
+    "device": "NVIDIA H100 80GB HBM3",
+    "batch_size": 256,
+    "reference_images_per_s": 3049.4,
+    "equal_work_images_per_s": 9120.0,
+    "default_images_per_s": 14876.2,
+    "ceiling_images_per_s": 16015.0,
+    "ratio_default_to_reference": 4.878,
+    "ratio_equal_work_to_reference": 2.99,
+}
+ACCURACY = {
+    "device": "NVIDIA H200",
+    "torch_version": "2.14.1",
+    "command": "python examples/pytorch/byol.py --data ../shared/data/cifar10/train "
+    "--val ../shared/data/cifar10/test --epochs 4",
+    "epochs": 4,
+    "batch_size": 512,
+    "train_wall_s": 312.0,
+    "total_wall_s": 345.6,
+    "images_per_s": 15012.7,
+    "knn_top1": 0.7243,
+    "linear_top1": None,
+}
+
+
+def metrics_rows(epochs: int, minutes_per_epoch: float) -> list[dict]:
+    rows = []
+    for epoch in range(1, epochs + 1):
+        row = {
+            "epoch": epoch,
+            "step": 97 * epoch,
+            "loss": 2.0 / epoch,
+            "lr": 0.4,
+            "tau": 0.99,
+            "images_per_s": 15000.0,
+            "projection_std": 0.05,
+            "skipped_images": 0,
+            "epoch_time_s": 60 * minutes_per_epoch,
+            "elapsed_s": 60 * minutes_per_epoch * epoch,
+        }
+        if epoch % 2 == 0:
+            row["knn_top1"] = 0.3 + 0.1 * epoch
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def make_results():
+    return load_script(SCRIPT, "make_results")
+
+
+def write_results(directory, accuracy=True, metrics=True):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "throughput-h100.json").write_text(json.dumps(THROUGHPUT))
+    if accuracy:
+        (directory / "accuracy-pytorch-cifar10.json").write_text(json.dumps(ACCURACY))
+    if metrics:
+        lines = [json.dumps(row) for row in metrics_rows(4, 1.3)]
+        (directory / "accuracy-pytorch-cifar10.metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def test_tables_and_plots_from_results(make_results, tmp_path):
+    results = write_results(tmp_path / "results")
+    written = make_results.generate(results, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["results.inc", "training-curves.png"]
+    rst = (tmp_path / "out" / "results.inc").read_text()
+    assert "Not measured yet" not in rst
+    # throughput: machine, device, the images/s, the ratios
+    for text in ["h100", "NVIDIA H100 80GB HBM3", "3,049", "9,120", "14,876", "16,015", "4.88x", "2.99x"]:
+        assert text in rst, text
+    assert "default to reference" in rst and "nox -s bench" in rst
+    # accuracy: device, kNN top-1 as a percentage, linear not measured, images/s, minutes, command
+    for text in ["pytorch-cifar10", "NVIDIA H200", "72.4 %", "n/a", "15,013", "5.2", "5.8", "2.14.1"]:
+        assert text in rst, text
+    assert "   " + ACCURACY["command"] in rst
+    assert ".. image:: /results/training-curves.png" in rst
+    png = (tmp_path / "out" / "training-curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_curves_are_the_metrics(make_results, tmp_path):
+    rows = metrics_rows(4, 1.5)
+    epochs, minutes, knn = make_results.curve(rows, "knn_top1")
+    assert epochs == [2.0, 4.0] and minutes == [3.0, 6.0]
+    assert knn == pytest.approx([0.5, 0.7])
+    epochs, minutes, loss = make_results.curve(rows, "loss")
+    assert epochs == [1.0, 2.0, 3.0, 4.0] and loss == pytest.approx([2.0, 1.0, 2 / 3, 0.5])
+
+
+def test_a_resumed_runs_repeated_epoch_keeps_its_last_row(make_results, tmp_path):
+    rows = metrics_rows(3, 1.0)
+    repeated = {**rows[1], "loss": 9.0}
+    path = tmp_path / "run.metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [rows[0], rows[1], repeated, rows[2]]) + "\n")
+    read = make_results.read_metrics(path)
+    assert [row["epoch"] for row in read] == [1, 2, 3] and read[1]["loss"] == 9.0
+
+
+def test_without_results_the_page_says_not_measured(make_results, tmp_path):
+    out = tmp_path / "out"
+    # a plot left from earlier results must go
+    make_results.generate(write_results(tmp_path / "before"), out)
+    assert (out / "training-curves.png").exists()
+    written = make_results.generate(tmp_path / "no-such-folder", out)
+    assert [p.name for p in written] == ["results.inc"]
+    assert not (out / "training-curves.png").exists()
+    rst = (out / "results.inc").read_text()
+    assert rst.count("Not measured yet") == 2 and ".. image::" not in rst
+
+
+def test_accuracy_without_metrics_has_no_plot(make_results, tmp_path):
+    written = make_results.generate(write_results(tmp_path / "results", metrics=False), tmp_path / "out")
+    assert [p.name for p in written] == ["results.inc"]
+    rst = (tmp_path / "out" / "results.inc").read_text()
+    assert "72.4 %" in rst and "No metrics.jsonl for: pytorch-cifar10" in rst
+
+
+def test_generated_rst_builds_without_warnings(make_results, tmp_path):
+    """The include, with tables, commands and plot, is valid RST for Sphinx under -W."""
+    source = tmp_path / "site"
+    make_results.generate(write_results(tmp_path / "results"), source / "results")
+    (source / "conf.py").write_text("")
+    (source / "index.rst").write_text("Results\n=======\n\n.. include:: results/results.inc\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(source), str(tmp_path / "html")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "html" / "index.html").read_text()
+    assert "72.4 %" in html and "training-curves.png" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("throughput-x.json", "{not json", "not readable JSON"),
+        ("throughput-x.json", json.dumps({"device": "GPU"}), "missing batch_size"),
+        ("accuracy-x.json", json.dumps({**ACCURACY, "knn_top1": None}), "missing knn_top1"),
+        ("accuracy-x.json", json.dumps([1, 2]), "expected a JSON object"),
+    ],
+)
+def test_bad_results_file_is_named(tmp_path, name, content, problem):
+    (tmp_path / name).write_text(content)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--results-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert name in result.stderr and problem in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
