@@ -62,6 +62,7 @@ def docs(session: nox.Session) -> None:
     """Build the site into docs/_build/html with warnings as errors, then test it."""
     python = torch_python(session, "docs")
     build = ROOT / "docs" / "_build" / "html"
+    session.run(python, "docs/make_results.py", external=True)  # the Results page from benchmarks/results
     session.run(python, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", str(build), external=True)
     session.run(python, "-m", "pytest", "tests/docs", *session.posargs, external=True)
 
