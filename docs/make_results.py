@@ -102,6 +102,10 @@ def minutes(seconds) -> str:
     return f"{seconds / 60:.1f}" if is_number(seconds) else "n/a"
 
 
+def images(train, test) -> str:
+    return f"{train:,} / {test:,}" if is_number(train) and is_number(test) else "n/a"
+
+
 def plain(value) -> str:
     return "n/a" if value is None else str(value)
 
@@ -182,7 +186,7 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
             "",
         ]
     lines += [
-        "Top-1 accuracy on the validation images of the frozen online encoder: weighted kNN (k = 200,",
+        "Top-1 accuracy on the test images of the frozen online encoder: weighted kNN (k = 200,",
         "temperature 0.1) and, where measured, a linear classifier. From ``benchmarks/results/"
         "accuracy-<name>.json``; times are wall-clock minutes.",
         "",
@@ -192,6 +196,7 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
         "device",
         "epochs",
         "batch",
+        "train / test images",
         "kNN top-1",
         "linear top-1",
         "images/s",
@@ -205,6 +210,7 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
             plain(result["device"]),
             plain(result["epochs"]),
             plain(result["batch_size"]),
+            images(result.get("train_images"), result.get("test_images")),
             percent(result["knn_top1"]),
             percent(result.get("linear_top1")),
             rate(result.get("images_per_s")),
@@ -215,7 +221,11 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
         for result in accuracy
     ]
     lines += list_table("Accuracy", header, rows)
-    lines += ["To reproduce a run:", ""]
+    lines += [
+        "To reproduce a run: its training command, as ``benchmarks/accuracy.py`` ran it (after ``--``) with",
+        "``--output-dir`` added; accuracy.py then evaluates the saved encoder.",
+        "",
+    ]
     for result in accuracy:
         lines += [f"``{result['name']}``:", "", ".. code-block:: bash", ""]
         lines += [f"   {line}" for line in str(result["command"]).splitlines()] + [""]

@@ -28,6 +28,8 @@ ACCURACY = {
     "--val ../shared/data/cifar10/test --epochs 4",
     "epochs": 4,
     "batch_size": 512,
+    "train_images": 50000,
+    "test_images": 10000,
     "train_wall_s": 312.0,
     "total_wall_s": 345.6,
     "images_per_s": 15012.7,
@@ -84,7 +86,17 @@ def test_tables_and_plots_from_results(make_results, tmp_path):
         assert text in rst, text
     assert "default to reference" in rst and "nox -s bench" in rst
     # accuracy: device, kNN top-1 as a percentage, linear not measured, images/s, minutes, command
-    for text in ["pytorch-cifar10", "NVIDIA H200", "72.4 %", "n/a", "15,013", "5.2", "5.8", "2.14.1"]:
+    for text in [
+        "pytorch-cifar10",
+        "NVIDIA H200",
+        "72.4 %",
+        "n/a",
+        "15,013",
+        "5.2",
+        "5.8",
+        "2.14.1",
+        "50,000 / 10,000",
+    ]:
         assert text in rst, text
     assert "   " + ACCURACY["command"] in rst
     assert ".. image:: /results/training-curves.png" in rst
