@@ -69,5 +69,6 @@ html_title = "BYOL examples"
 html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False
 html_copy_source = False
+highlight_language = "none"  # plain `::` blocks (commands, folder trees); code blocks name their language
 pygments_style = "sphinx"
 pygments_dark_style = "monokai"
