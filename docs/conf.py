@@ -1,6 +1,7 @@
 """Sphinx configuration of the BYOL examples' site. Build: `nox -s docs` (or
 `python -m sphinx -W --keep-going -b html docs docs/_build/html`). Offline: nothing is fetched."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ byol_variants = {
 }
 byol_repository_url = repository_url
 present = [name for name in byol_variants if (ROOT / "examples" / name / "byol.py").exists()]
+for name in set(byol_variants) - set(present):  # the gallery of a script that was removed must go
+    shutil.rmtree(DOCS / "gallery" / name, ignore_errors=True)
 
 sphinx_gallery_conf = {
     "examples_dirs": [f"../examples/{name}" for name in present],

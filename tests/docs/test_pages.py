@@ -168,7 +168,10 @@ def table_rows(rst: str, title_line: str) -> list[list[str]]:
     return rows
 
 
-def test_hyperparameter_table_holds_every_default(byol):
+@pytest.mark.parametrize("variant", present_variants())
+def test_hyperparameter_table_holds_every_default(variant):
+    """The table shows the PyTorch script's defaults and says that the Lightning ones share them."""
+    byol = load_script(script_path(variant), f"byol_docs_{variant}")
     rows = table_rows((DOCS / "how_byol_works.rst").read_text(), "The hyperparameters")
     defaults = {}
     for row in rows[1:]:
