@@ -1,6 +1,7 @@
 """The built pages: the scripts shown in full, notebooks equal to their scripts, no broken internal link,
 the hyperparameter table equal to the scripts' defaults, the Results page equal to its generator's."""
 
+import functools
 import json
 import re
 import urllib.parse
@@ -33,8 +34,9 @@ def soup(path: Path) -> BeautifulSoup:
     return BeautifulSoup(path.read_text(), "html.parser")
 
 
+@functools.cache
 def tab_panels(site: Path) -> dict[str, BeautifulSoup]:
-    """The BYOL page's tab panels, by tab label."""
+    """The BYOL page's tab panels, by tab label (parsed once: the page holds three long scripts)."""
     page = soup(site / "byol.html")
     panels = {}
     for button in page.select(".sphinx-tabs-tab"):
