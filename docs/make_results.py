@@ -26,7 +26,7 @@ ROOT = DOCS.parent
 INCLUDE = "results.inc"
 CURVES = "training-curves.png"
 
-THROUGHPUT_REQUIRED = ["device", "batch_size", "reference_images_per_s", "default_images_per_s"]
+THROUGHPUT_REQUIRED = ["device", "batch_size", "reference_images_per_s"]
 ACCURACY_REQUIRED = ["device", "command", "epochs", "batch_size", "knn_top1"]
 
 
@@ -95,15 +95,16 @@ def ratio(value) -> str:
 
 
 def percent(value) -> str:
-    return f"{100 * value:.1f} %" if is_number(value) else "n/a"
+    return f"{100 * value:.1f}\u00a0%" if is_number(value) else "n/a"  # no line break before the %
 
 
-def minutes(seconds) -> str:
-    return f"{seconds / 60:.1f}" if is_number(seconds) else "n/a"
-
-
-def images(train, test) -> str:
-    return f"{train:,} / {test:,}" if is_number(train) and is_number(test) else "n/a"
+def pair(first, second, form: str, scale: float = 1.0) -> str:
+    """'first / second' in the given format, or n/a unless both were measured."""
+    if not (is_number(first) and is_number(second)):
+        return "n/a"
+    if scale != 1.0:
+        first, second = first * scale, second * scale
+    return f"{form.format(first)} / {form.format(second)}"
 
 
 def plain(value) -> str:
@@ -123,8 +124,27 @@ def list_table(title: str, header: list[str], rows: list[list[str]], widths: str
     return [*lines, ""]
 
 
-def ratio_keys(throughput: list[dict]) -> list[str]:
-    return sorted({key for result in throughput for key in result if key.startswith("ratio_")})
+# The loops that benchmarks/throughput.py times: (key prefix, label, key prefix of its own ceiling).
+LOOPS = [
+    ("reference", "reference: lightly 1.6.0's example", None),
+    ("equal_work", "ours, equal work", "equal_work_ceiling"),
+    ("default", "ours, defaults", "ceiling"),
+    ("equal_work_ceiling", "ceiling, equal work", None),
+    ("ceiling", "ceiling, defaults", None),
+]
+
+
+def throughput_command(result: dict) -> str:
+    """The command recorded in the file, else the one its recorded settings imply."""
+    if result.get("command"):
+        return str(result["command"])
+    command = "python benchmarks/throughput.py"
+    for key, flag in [("data", "--data"), ("batch_size", "--batch-size"), ("workers", "--workers")]:
+        if result.get(key) is not None:
+            command += f" {flag} {result[key]}"
+    if result.get("timed_steps") is not None:
+        command += f" --steps {result['timed_steps']}"
+    return command
 
 
 def throughput_section(throughput: list[dict]) -> list[str]:
@@ -133,46 +153,53 @@ def throughput_section(throughput: list[dict]) -> list[str]:
         return [
             *lines,
             "Not measured yet: no ``benchmarks/results/throughput-<machine>.json`` exists. Measure it",
-            "with ``nox -s bench`` on the machine of interest.",
+            "with ``nox -s bench`` (``benchmarks/throughput.py``) on the machine of interest.",
             "",
         ]
     lines += [
-        "Images per second, one image being its pair of views, from ``benchmarks/results/"
-        "throughput-<machine>.json``:",
-        "*reference*: lightly's BYOL example as written; *equal work*: our script with the reference's",
-        "settings; *default*: our script with its defaults; *ceiling*: one training step on views",
-        "already on the device, without data loading.",
+        "Training images per second, one image being its pair of views, measured by",
+        "``benchmarks/throughput.py`` in one run on the same data and batch size:",
+        "",
+        "- *reference*: lightly 1.6.0's BYOL example loop (PIL augmentations in DataLoader workers, fp32);",
+        "- *ours, equal work*: our data path and training step with the reference's model (ResNet-18 with",
+        "  the ImageNet stem, heads 512-1024-256), so that both do the same arithmetic;",
+        "- *ours, defaults*: ``examples/pytorch/byol.py`` with its defaults (small-image stem, heads",
+        "  512-4096-256);",
+        "- *ceiling*: our training step alone, on views already augmented on the device: what the loop",
+        "  would reach if data loading and augmentation cost nothing.",
         "",
     ]
-    ratios = ratio_keys(throughput)
-    header = [
-        "machine",
-        "device",
-        "batch",
-        "reference",
-        "equal work",
-        "default",
-        "ceiling",
-        *[key.removeprefix("ratio_").replace("_", " ") for key in ratios],
-    ]
-    rows = [
-        [
-            result["name"],
-            plain(result["device"]),
-            plain(result["batch_size"]),
-            rate(result.get("reference_images_per_s")),
-            rate(result.get("equal_work_images_per_s")),
-            rate(result.get("default_images_per_s")),
-            rate(result.get("ceiling_images_per_s")),
-            *[ratio(result.get(key)) for key in ratios],
-        ]
-        for result in throughput
-    ]
-    lines += list_table("Throughput (images/s)", header, rows)
-    lines += ["To reproduce on a machine (the command each file recorded, else the default one):", ""]
     for result in throughput:
-        lines += [f"``{result['name']}``:", "", ".. code-block:: bash", ""]
-        lines += [f"   {result.get('command') or 'nox -s bench'}", ""]
+        reference = result.get("reference_images_per_s")
+        settings = [plain(result["device"])]
+        if result.get("torch_version"):
+            settings.append(f"torch {result['torch_version']}")
+        settings.append(f"batch {result['batch_size']}")
+        if result.get("workers") is not None:
+            settings.append(f"{result['workers']} DataLoader workers")
+        lines += [f"**{result['name']}**: {', '.join(settings)}.", ""]
+        rows = []
+        for key, label, ceiling in LOOPS:
+            value = result.get(f"{key}_images_per_s")
+            if value is None:
+                continue
+            own_ceiling = result.get(f"{ceiling}_images_per_s") if ceiling else None
+            rows.append(
+                [
+                    label,
+                    rate(value),
+                    ratio(value / reference)
+                    if is_number(value) and is_number(reference) and reference
+                    else "n/a",
+                    f"{100 * value / own_ceiling:.0f} %"
+                    if is_number(value) and is_number(own_ceiling) and own_ceiling
+                    else "n/a",
+                    rate(result.get(f"{key}_peak_mem_mb")),
+                ]
+            )
+        header = ["loop", "images/s", "x reference", "of its ceiling", "peak GPU memory (MB)"]
+        lines += list_table(f"Throughput on {result['name']}", header, rows)
+        lines += ["To reproduce:", "", ".. code-block:: bash", "", f"   {throughput_command(result)}", ""]
     return lines
 
 
@@ -194,29 +221,23 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     header = [
         "run",
         "device",
-        "epochs",
-        "batch",
-        "train / test images",
+        "epochs, batch",
+        "images: train / test",
         "kNN top-1",
         "linear top-1",
         "images/s",
-        "training (min)",
-        "total (min)",
-        "torch",
+        "minutes: training / total",
     ]
     rows = [
         [
             result["name"],
             plain(result["device"]),
-            plain(result["epochs"]),
-            plain(result["batch_size"]),
-            images(result.get("train_images"), result.get("test_images")),
+            f"{plain(result['epochs'])}, {plain(result['batch_size'])}",
+            pair(result.get("train_images"), result.get("test_images"), "{:,}"),
             percent(result["knn_top1"]),
             percent(result.get("linear_top1")),
             rate(result.get("images_per_s")),
-            minutes(result.get("train_wall_s")),
-            minutes(result.get("total_wall_s")),
-            plain(result.get("torch_version")),
+            pair(result.get("train_wall_s"), result.get("total_wall_s"), "{:.1f}", scale=1 / 60),
         ]
         for result in accuracy
     ]
@@ -227,7 +248,8 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
         "",
     ]
     for result in accuracy:
-        lines += [f"``{result['name']}``:", "", ".. code-block:: bash", ""]
+        torch_version = f" (torch {result['torch_version']})" if result.get("torch_version") else ""
+        lines += [f"``{result['name']}``{torch_version}:", "", ".. code-block:: bash", ""]
         lines += [f"   {line}" for line in str(result["command"]).splitlines()] + [""]
     if curves:
         lines += [

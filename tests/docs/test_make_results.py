@@ -11,15 +11,24 @@ from conftest import load_script
 
 SCRIPT = DOCS / "make_results.py"
 
-THROUGHPUT = {
+THROUGHPUT = {  # as benchmarks/throughput.py writes it
     "device": "NVIDIA H100 80GB HBM3",
+    "torch_version": "2.14.1",
+    "data": "/tmp/cifar10/train",
     "batch_size": 256,
+    "workers": 15,
+    "timed_steps": 100,
     "reference_images_per_s": 3049.4,
     "equal_work_images_per_s": 9120.0,
     "default_images_per_s": 14876.2,
     "ceiling_images_per_s": 16015.0,
-    "ratio_default_to_reference": 4.878,
+    "equal_work_ceiling_images_per_s": 14710.0,
     "ratio_equal_work_to_reference": 2.99,
+    "ratio_equal_work_to_ceiling": 0.62,
+    "ratio_default_to_ceiling": 0.929,
+    "reference_peak_mem_mb": 2100.5,
+    "equal_work_peak_mem_mb": 3300.0,
+    "default_peak_mem_mb": 5200.0,
 }
 ACCURACY = {
     "device": "NVIDIA H200",
@@ -81,23 +90,28 @@ def test_tables_and_plots_from_results(make_results, tmp_path):
     assert sorted(p.name for p in written) == ["results.inc", "training-curves.png"]
     rst = (tmp_path / "out" / "results.inc").read_text()
     assert "Not measured yet" not in rst
-    # throughput: machine, device, the images/s, the ratios
-    for text in ["h100", "NVIDIA H100 80GB HBM3", "3,049", "9,120", "14,876", "16,015", "4.88x", "2.99x"]:
-        assert text in rst, text
-    assert "default to reference" in rst and "nox -s bench" in rst
+    # throughput: machine, device, the images/s, against the reference and against its own ceiling
+    throughput = rst[rst.index("Throughput") : rst.index("Accuracy")]
+    rows = [line.strip() for line in throughput.splitlines() if line.startswith(("   * - ", "     - "))]
+    assert rows == [
+        *["* - loop", "- images/s", "- x reference", "- of its ceiling", "- peak GPU memory (MB)"],
+        *["* - reference: lightly 1.6.0's example", "- 3,049", "- 1.00x", "- n/a", "- 2,100"],
+        *["* - ours, equal work", "- 9,120", "- 2.99x", "- 62 %", "- 3,300"],
+        *["* - ours, defaults", "- 14,876", "- 4.88x", "- 93 %", "- 5,200"],
+        *["* - ceiling, equal work", "- 14,710", "- 4.82x", "- n/a", "- n/a"],
+        *["* - ceiling, defaults", "- 16,015", "- 5.25x", "- n/a", "- n/a"],
+    ]
+    assert "**h100**: NVIDIA H100 80GB HBM3, torch 2.14.1, batch 256, 15 DataLoader workers." in rst
+    command = "python benchmarks/throughput.py --data /tmp/cifar10/train --batch-size 256 --workers 15"
+    assert f"   {command} --steps 100" in rst
     # accuracy: device, kNN top-1 as a percentage, linear not measured, images/s, minutes, command
-    for text in [
-        "pytorch-cifar10",
-        "NVIDIA H200",
-        "72.4 %",
-        "n/a",
-        "15,013",
-        "5.2",
-        "5.8",
-        "2.14.1",
-        "50,000 / 10,000",
-    ]:
-        assert text in rst, text
+    accuracy = rst[rst.index("Accuracy") :]
+    rows = [line.strip() for line in accuracy.splitlines() if line.startswith(("   * - ", "     - "))]
+    assert rows[8:] == [
+        *["* - pytorch-cifar10", "- NVIDIA H200", "- 4, 512", "- 50,000 / 10,000"],
+        *["- 72.4\u00a0%", "- n/a", "- 15,013", "- 5.2 / 5.8"],
+    ]
+    assert "``pytorch-cifar10`` (torch 2.14.1):" in rst
     assert "   " + ACCURACY["command"] in rst
     assert ".. image:: /results/training-curves.png" in rst
     png = (tmp_path / "out" / "training-curves.png").read_bytes()
@@ -138,7 +152,7 @@ def test_accuracy_without_metrics_has_no_plot(make_results, tmp_path):
     written = make_results.generate(write_results(tmp_path / "results", metrics=False), tmp_path / "out")
     assert [p.name for p in written] == ["results.inc"]
     rst = (tmp_path / "out" / "results.inc").read_text()
-    assert "72.4 %" in rst and "No metrics.jsonl for: pytorch-cifar10" in rst
+    assert "72.4\u00a0%" in rst and "No metrics.jsonl for: pytorch-cifar10" in rst
 
 
 def test_generated_rst_builds_without_warnings(make_results, tmp_path):
@@ -154,7 +168,7 @@ def test_generated_rst_builds_without_warnings(make_results, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "html" / "index.html").read_text()
-    assert "72.4 %" in html and "training-curves.png" in html
+    assert "72.4\u00a0%" in html and "training-curves.png" in html
 
 
 @pytest.mark.parametrize(
