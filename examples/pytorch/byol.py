@@ -370,21 +370,14 @@ def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
     return torch.stack((hue, saturation, maxc), dim=1)
 
 
-# For each sector i of the hue circle, which of (v, p, q, t) is red, green and blue.
-HSV_SECTORS = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]])
-
-
 def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
     h, s, v = images.unbind(1)
-    h6 = h * 6
-    sector = torch.floor(h6)
-    f = h6 - sector
-    p = (v * (1 - s)).clamp(0, 1)
-    q = (v * (1 - s * f)).clamp(0, 1)
-    t = (v * (1 - s * (1 - f))).clamp(0, 1)
-    vpqt = torch.stack((v, p, q, t), dim=1)
-    select = HSV_SECTORS.to(images.device)[:, sector.long() % 6].movedim(0, 1)
-    return vpqt.gather(1, select)
+
+    def channel(n: float) -> torch.Tensor:  # n = 5, 3, 1 for red, green, blue
+        k = (n + 6 * h) % 6
+        return v - v * s * torch.minimum(k, 4 - k).clamp(0, 1)
+
+    return torch.stack((channel(5), channel(3), channel(1)), dim=1)
 
 
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,147 @@
+"""Train with an example script, then evaluate its frozen encoder on a test split: kNN and linear probe.
+
+    python benchmarks/accuracy.py --name cpu-16px --train ../shared/data/cifar10/train \\
+        --test ../shared/data/cifar10/test --train-images 5000 --test-images 2000 --input-size 16 -- \\
+        python examples/pytorch/byol.py --data ../shared/data/cifar10/train --train-images 5000 \\
+        --val ../shared/data/cifar10/test --val-images 2000 --input-size 16 --epochs 10
+
+Everything after ``--`` is the training command; this script adds ``--output-dir runs/accuracy-NAME``
+and runs it, then reads ``backbone.pt`` from there. Evaluation protocol, on the online encoder in
+eval mode, images resized to --input-size and centre-cropped, no augmentation:
+
+- kNN: weighted k-nearest neighbours (k = 200, t = 0.1) on L2-normalised features, the training
+  images (the same random subset as the training run, chosen with seed 0) as memory bank.
+- linear probe: the same features, standardised; a linear layer trained on the training images with
+  full-batch L-BFGS (200 iterations, L2 penalty 1e-4), evaluated on the test images.
+
+Writes benchmarks/results/accuracy-NAME.json and, beside it, the run's metrics as
+accuracy-NAME.metrics.jsonl.
+"""
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def load_example():
+    """examples/pytorch/byol.py as a module: its data sources, encoder and kNN are the reference."""
+    if "byol_example" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("byol_example", ROOT / "examples/pytorch/byol.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["byol_example"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["byol_example"]
+
+
+def load_encoder(path: Path, backbone: str) -> nn.Module:
+    """A torchvision ResNet without classifier; the stem follows the saved first convolution."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    encoder, _ = load_example().resnet_encoder(backbone, small_images=state["conv1.weight"].shape[-1] == 3)
+    encoder.load_state_dict(state)
+    return encoder
+
+
+def features(encoder, source, input_size: int, device, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    byol = load_example()
+    loader = byol.make_loader(byol.EvalDataset(source, input_size), 512, byol.default_num_workers(), device)
+    return byol.embed(encoder, loader, device, mean, std)
+
+
+def linear_probe(
+    train_x, train_y, test_x, test_y, num_classes: int, l2: float = 1e-4, steps: int = 200
+) -> float:
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    torch.manual_seed(0)
+    layer = nn.Linear(train_x.shape[1], num_classes).to(train_x.device)
+    optimizer = torch.optim.LBFGS(
+        layer.parameters(), max_iter=steps, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(layer(train_x), train_y) + l2 * layer.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        return (layer(test_x).argmax(1) == test_y).float().mean().item()
+
+
+def main() -> None:
+    if "--" not in sys.argv:
+        sys.exit("usage: accuracy.py [options] -- TRAINING COMMAND (see --help)")
+    split = sys.argv.index("--")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True, help="results go to benchmarks/results/accuracy-NAME.*")
+    parser.add_argument("--train", required=True, help="training image folder (kNN bank, probe training)")
+    parser.add_argument("--test", required=True, help="test image folder with the same classes")
+    parser.add_argument("--train-images", type=int, default=None, help="random subset, as the run used")
+    parser.add_argument("--test-images", type=int, default=None, help="random subset of the test images")
+    parser.add_argument("--input-size", type=int, default=32)
+    parser.add_argument("--backbone", default="resnet18")
+    args = parser.parse_args(sys.argv[1:split])
+    command = sys.argv[split + 1 :]
+
+    start = time.perf_counter()
+    output_dir = ROOT / "runs" / f"accuracy-{args.name}"
+    shutil.rmtree(output_dir, ignore_errors=True)
+    subprocess.run([*command, "--output-dir", str(output_dir)], check=True, cwd=ROOT)
+    command_wall = time.perf_counter() - start
+
+    byol = load_example()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train = byol.FolderSource(args.train)
+    test = byol.FolderSource(args.test)
+    if args.train_images:
+        train = byol.Subset(train, args.train_images, 0)
+    if args.test_images:
+        test = byol.Subset(test, args.test_images, 0)
+    mean = torch.tensor(byol.IMAGENET_MEAN_STD[0], device=device)
+    std = torch.tensor(byol.IMAGENET_MEAN_STD[1], device=device)
+    encoder = load_encoder(output_dir / "backbone.pt", args.backbone).to(device)
+    bank, bank_labels = features(encoder, train, args.input_size, device, mean, std)
+    query, labels = features(encoder, test, args.input_size, device, mean, std)
+    num_classes = len(train.classes)
+    knn = (byol.knn_predict(query, bank, bank_labels, num_classes, 200, 0.1) == labels).float().mean().item()
+    linear = linear_probe(bank, bank_labels, query, labels, num_classes)
+
+    rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    train_wall = sum(row["epoch_time_s"] for row in rows)
+    result = {
+        "name": args.name,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch_version": torch.__version__,
+        "command": " ".join(command),
+        "epochs": len(rows),
+        "batch_size": int(command[command.index("--batch-size") + 1]) if "--batch-size" in command else 256,
+        "train_images": len(train),
+        "test_images": len(test),
+        "train_wall_s": train_wall,
+        "command_wall_s": command_wall,
+        "total_wall_s": time.perf_counter() - start,
+        "images_per_s": sum(row["images_per_s"] * row["epoch_time_s"] for row in rows) / train_wall,
+        "knn_top1": knn,
+        "linear_top1": linear,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"accuracy-{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    shutil.copy(output_dir / "metrics.jsonl", RESULTS / f"accuracy-{args.name}.metrics.jsonl")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

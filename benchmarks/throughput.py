@@ -1,0 +1,242 @@
+"""Training throughput, side by side, in one run on the same data and batch size:
+
+- reference: lightly 1.6.0's BYOL example loop (PIL augmentations in DataLoader workers, fp32);
+- equal_work: our data path and training step with the reference's model (ResNet-18 with the
+  ImageNet stem, heads 512-1024-256), so that data path and step are compared on equal work;
+- default: our example with its defaults (small-image stem, heads 512-4096-256);
+- the compute ceilings: our training step alone, on views already augmented on the device, for the
+  equal-work model and for the default model.
+
+Images/s counts images (each a pair of views) over the timed steps, after warm-up steps. Prints a
+table and writes benchmarks/results/throughput-<machine>.json (machine: 'cpu' or the GPU's name).
+
+    python benchmarks/throughput.py --data ../shared/data/cifar10/train
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+from lightly.loss import NegativeCosineSimilarity
+from reference_byol import image_source, load_example, reference_loader, reference_model, reference_step
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# (small-image stem, hidden width): the reference's model and our default one, both ResNet-18
+EQUAL_WORK, DEFAULT = (False, 1024), (True, 4096)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+
+
+def timed(batches, step, warmup: int, steps: int, batch_size: int, device: torch.device) -> float:
+    """Images/s of `step` over `steps` batches, after `warmup` untimed ones."""
+    iterator = iter(batches)
+    for _ in range(warmup):
+        step(next(iterator))
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(next(iterator))
+    synchronize(device)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def repeat_epochs(loader, sampler=None):
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def measure_reference(source, args, device) -> float:
+    torch.manual_seed(0)
+    model = reference_model().to(device)
+    criterion = NegativeCosineSimilarity()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+    loader = reference_loader(source, args.batch_size, args.workers)
+    return timed(
+        repeat_epochs(loader),
+        lambda batch: reference_step(model, criterion, optimizer, batch, 0.996, device),
+        args.warmup,
+        args.steps,
+        args.batch_size,
+        device,
+    )
+
+
+def our_model(byol, config, device):
+    small_images, hidden_dim = config
+    torch.manual_seed(0)
+    model = byol.BYOL("resnet18", small_images, hidden_dim, 256)
+    model = model.to(
+        device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    )
+    optimizer = torch.optim.SGD(byol.parameter_groups(model, 5e-4), lr=0.1, momentum=0.9)
+    return model, optimizer
+
+
+def measure_ours(byol, source, config, args, device, mean, std) -> float:
+    """Our whole training loop: workers crop and flip, the device augments, then the step."""
+    model, optimizer = our_model(byol, config, device)
+    settings = Namespace(seed=0, blur=False)
+    sampler = byol.EpochSampler(len(source), args.batch_size, 0)
+    loader = byol.make_loader(
+        byol.TwoViewDataset(source, 32, 0),
+        args.batch_size,
+        args.workers,
+        device,
+        sampler=sampler,
+        drop_last=True,
+        persistent_workers=True,
+    )
+    counter = iter(range(10**9))
+
+    def step(batch):
+        images_1, images_2, _ = batch
+        view_1, view_2 = byol.augment_views(images_1, images_2, next(counter), settings, device, mean, std)
+        byol.training_step(model, optimizer, view_1, view_2, 0.1, 0.996, device)
+
+    return timed(repeat_epochs(loader, sampler), step, args.warmup, args.steps, args.batch_size, device)
+
+
+def measure_ceiling(byol, source, config, args, device, mean, std) -> float:
+    """Our training step alone, on one batch of views already augmented on the device."""
+    model, optimizer = our_model(byol, config, device)
+    dataset = byol.TwoViewDataset(source, 32, 0)
+    pairs = [dataset[(0, i)] for i in range(args.batch_size)]
+    images_1, images_2 = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    views = byol.augment_views(images_1, images_2, 0, Namespace(seed=0, blur=False), device, mean, std)
+    forever = iter(lambda: views, None)
+    return timed(
+        forever,
+        lambda v: byol.training_step(model, optimizer, *v, 0.1, 0.996, device),
+        args.warmup,
+        args.steps,
+        args.batch_size,
+        device,
+    )
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name().lower().replace(" ", "-")
+    return "cpu"
+
+
+def main() -> None:
+    on_gpu = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(description="BYOL training throughput: reference against ours.")
+    parser.add_argument("--data", default="synthetic", help="'synthetic' or an image folder")
+    parser.add_argument("--batch-size", type=int, default=256 if on_gpu else 128)
+    parser.add_argument(
+        "--workers", type=int, default=min(16, os.cpu_count() or 1), help="DataLoader workers"
+    )
+    parser.add_argument("--steps", type=int, default=100 if on_gpu else 10, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=20 if on_gpu else 2, help="untimed steps first")
+    parser.add_argument(
+        "--default-steps",
+        type=int,
+        default=None,
+        help="timed steps for the default model (default: --steps; it is 16x slower on a CPU)",
+    )
+    parser.add_argument(
+        "--output", default=None, help="JSON path (default: results/throughput-<machine>.json)"
+    )
+    args = parser.parse_args()
+    device = torch.device("cuda" if on_gpu else "cpu")
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+    byol = load_example()
+    source = image_source(args.data, None)
+    mean, std = (torch.tensor(v, device=device) for v in byol.IMAGENET_MEAN_STD)
+    print(
+        f"{len(source)} images from {args.data}, batch {args.batch_size}, {args.workers} workers, on {device}"
+    )
+
+    results, memory = {}, {}
+    default_args = Namespace(**{**vars(args), "steps": args.default_steps or args.steps})
+    for name, measure in [
+        ("reference", lambda: measure_reference(source, args, device)),
+        ("equal_work", lambda: measure_ours(byol, source, EQUAL_WORK, args, device, mean, std)),
+        ("equal_work_ceiling", lambda: measure_ceiling(byol, source, EQUAL_WORK, args, device, mean, std)),
+        ("default", lambda: measure_ours(byol, source, DEFAULT, default_args, device, mean, std)),
+        ("ceiling", lambda: measure_ceiling(byol, source, DEFAULT, default_args, device, mean, std)),
+    ]:
+        reset_peak_memory(device)
+        results[name] = measure()
+        memory[name] = peak_memory_mb(device)
+        print(f"  {name:<20} {results[name]:>10,.0f} images/s", flush=True)
+
+    record = {
+        "device": torch.cuda.get_device_name()
+        if on_gpu
+        else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
+        "torch_version": torch.__version__,
+        "data": args.data,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "timed_steps": args.steps,
+        "reference_images_per_s": results["reference"],
+        "equal_work_images_per_s": results["equal_work"],
+        "default_images_per_s": results["default"],
+        "ceiling_images_per_s": results["ceiling"],
+        "equal_work_ceiling_images_per_s": results["equal_work_ceiling"],
+        "ratio_equal_work_to_reference": results["equal_work"] / results["reference"],
+        # each loop against the ceiling of its own model
+        "ratio_equal_work_to_ceiling": results["equal_work"] / results["equal_work_ceiling"],
+        "ratio_default_to_ceiling": results["default"] / results["ceiling"],
+        "reference_peak_mem_mb": memory["reference"],
+        "equal_work_peak_mem_mb": memory["equal_work"],
+        "default_peak_mem_mb": memory["default"],
+    }
+    output = Path(args.output) if args.output else RESULTS / f"throughput-{machine_name(device)}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+
+    print(f"\n{'loop':<22}{'images/s':>12}{'peak MB':>10}{'x reference':>13}{'of ceiling':>12}")
+    rows = [
+        ("reference (lightly)", "reference", 1.0, None),
+        (
+            "ours, equal work",
+            "equal_work",
+            record["ratio_equal_work_to_reference"],
+            record["ratio_equal_work_to_ceiling"],
+        ),
+        (
+            "ours, defaults",
+            "default",
+            results["default"] / results["reference"],
+            record["ratio_default_to_ceiling"],
+        ),
+        ("ceiling, equal work", "equal_work_ceiling", None, None),
+        ("ceiling, defaults", "ceiling", None, None),
+    ]
+    for label, key, vs_reference, vs_ceiling in rows:
+        mem = f"{memory[key]:,.0f}" if memory[key] is not None else "-"
+        ref = f"{vs_reference:.2f}x" if vs_reference is not None else ""
+        ceil = f"{100 * vs_ceiling:.0f} %" if vs_ceiling is not None else ""
+        print(f"{label:<22}{results[key]:>12,.0f}{mem:>10}{ref:>13}{ceil:>12}")
+    print(f"\nwritten to {output}")
+
+
+if __name__ == "__main__":
+    main()
