@@ -3,6 +3,7 @@
 import importlib.util
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -10,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).parent
 PYTORCH_SCRIPT = ROOT / "examples" / "pytorch" / "byol.py"
+LIGHTNING_SCRIPT = ROOT / "examples" / "pytorch_lightning" / "byol.py"
+DISTRIBUTED_SCRIPT = ROOT / "examples" / "pytorch_lightning_distributed" / "byol.py"
 
 
 def load_script(path: Path, name: str) -> ModuleType:
@@ -27,6 +30,32 @@ def load_script(path: Path, name: str) -> ModuleType:
 def byol() -> ModuleType:
     """examples/pytorch/byol.py as a module."""
     return load_script(PYTORCH_SCRIPT, "byol_pytorch")
+
+
+@pytest.fixture(scope="session")
+def lightning() -> ModuleType:
+    """examples/pytorch_lightning/byol.py as a module."""
+    return load_script(LIGHTNING_SCRIPT, "byol_lightning")
+
+
+@pytest.fixture(scope="session")
+def distributed() -> ModuleType:
+    """examples/pytorch_lightning_distributed/byol.py as a module."""
+    return load_script(DISTRIBUTED_SCRIPT, "byol_distributed")
+
+
+@contextmanager
+def torch_threads(count: int):
+    """Run in-process training with this many intra-op threads, then restore the setting: on a
+    small, busy machine several threads contend, and a tiny run gets many times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run_script(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
