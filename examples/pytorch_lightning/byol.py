@@ -1338,8 +1338,9 @@ class RunControl(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         # Lightning has just put its own SIGTERM handler in place (it only sets a flag): ours
-        # replaces it. Lightning puts back the previous handlers when fit ends.
-        self.stop.__enter__()
+        # replaces it. When fit ends, Lightning puts back the handlers it found, ours.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.stop.handle)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: BYOLModule, *unused: Any) -> None:
         args, step, steps_per_epoch = module.args, module.step, module.steps_per_epoch

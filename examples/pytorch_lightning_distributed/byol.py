@@ -1462,6 +1462,8 @@ class BYOLModule(pl.LightningModule):
         if distributed() and not self.args.sync_batchnorm:
             # Without SyncBatchNorm each process keeps its own running statistics: make them equal,
             # so that the kNN monitor, the checkpoint and backbone.pt see the same network everywhere.
+            # (A run resumed mid-epoch restarts from rank 0's statistics: its weights are those of an
+            # uninterrupted run, its running statistics differ slightly.)
             average_batchnorm_statistics(self.model)
         epoch += 1
         metrics = {
@@ -1505,9 +1507,13 @@ class BYOLModule(pl.LightningModule):
         checkpoint["world_size"] = self.world_size
         checkpoint["args"] = vars(self.args)
         checkpoint["rng_cpu"] = torch.get_rng_state()
-        # so that the resumed epoch's mean loss is the uninterrupted one's
-        checkpoint["epoch_losses"] = self.losses.cpu()
-        checkpoint["epoch_projection_stds"] = self.projection_stds.cpu()
+        # so that the resumed epoch's mean loss is the uninterrupted one's: every process runs this
+        # hook (rank 0 writes the file), and every process's losses count
+        losses, projection_stds = (
+            all_reduce(torch.stack([self.losses, self.projection_stds])) / self.world_size
+        )
+        checkpoint["epoch_losses"] = losses.cpu()
+        checkpoint["epoch_projection_stds"] = projection_stds.cpu()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.step = checkpoint["step"]
@@ -1528,8 +1534,9 @@ class RunControl(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         # Lightning has just put its own SIGTERM handler in place (it only sets a flag): ours
-        # replaces it. Lightning puts back the previous handlers when fit ends.
-        self.stop.__enter__()
+        # replaces it. When fit ends, Lightning puts back the handlers it found, ours.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.stop.handle)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: BYOLModule, *unused: Any) -> None:
         args, step, steps_per_epoch = module.args, module.step, module.steps_per_epoch
