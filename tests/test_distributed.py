@@ -122,12 +122,19 @@ def test_two_machines_joined_over_loopback(tmp_path):
     assert (tmp_path / "backbone.pt").exists()
 
 
-def start_long_run(output_dir: Path) -> subprocess.Popen:
-    """Two processes started by Lightning, on a run long enough to be stopped; returns once the
-    first epoch is done."""
-    command = [sys.executable, str(DISTRIBUTED_SCRIPT), *RUN, "--devices", "2", "--epochs", "1000"]
+def start_run(output_dir: Path, *arguments: str) -> subprocess.Popen:
+    """Two processes started by Lightning; returns once the first epoch is done."""
     process = subprocess.Popen(
-        [*command, "--eval-every", "0", "--output-dir", str(output_dir)],
+        [
+            sys.executable,
+            str(DISTRIBUTED_SCRIPT),
+            *RUN,
+            "--devices",
+            "2",
+            *arguments,
+            "--output-dir",
+            str(output_dir),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -158,7 +165,7 @@ def children(pid: int) -> list[int]:
 
 @PROC
 def test_a_dead_process_stops_the_other(tmp_path):
-    process = start_long_run(tmp_path)
+    process = start_run(tmp_path, "--epochs", "1000", "--eval-every", "0")
     try:
         [other] = children(process.pid)  # the second process; --num-workers 0: no DataLoader workers
         os.kill(other, signal.SIGKILL)
@@ -171,8 +178,9 @@ def test_a_dead_process_stops_the_other(tmp_path):
 
 
 @PROC
-def test_sigterm_to_the_first_process_stops_both_at_one_step(tmp_path):
-    process = start_long_run(tmp_path)
+def test_sigterm_to_the_first_process_stops_both_at_one_step_and_resume_continues(two_processes, tmp_path):
+    arguments = ["--epochs", "3", "--eval-every", "1"]  # as two_processes: 12 steps, 8 after the first epoch
+    process = start_run(tmp_path, *arguments)
     try:
         other = children(process.pid)
         process.send_signal(signal.SIGTERM)  # only the first process hears it
@@ -182,8 +190,21 @@ def test_sigterm_to_the_first_process_stops_both_at_one_step(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM
     [message] = [line for line in stderr.splitlines() if "stopped by SIGTERM" in line]  # once
     step = int(message.split("at step ")[1].split(":")[0])
-    assert torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["step"] == step
+    assert torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["step"] == step < 12
     assert other and not any(running(pid) for pid in other)  # the second process stopped too
+
+    result = run_script(
+        DISTRIBUTED_SCRIPT, *RUN, "--devices", "2", *arguments, "--output-dir", str(tmp_path), "--resume"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["state_dict"]
+    straight = torch.load(two_processes[0] / "checkpoint-last.pt", weights_only=True)["state_dict"]
+    for name, tensor in straight.items():
+        if "running_" not in name:  # BatchNorm statistics restart from rank 0's (see the script)
+            assert torch.equal(resumed[name], tensor), name
+    assert [row["loss"] for row in read_metrics(tmp_path)] == [
+        row["loss"] for row in read_metrics(two_processes[0])
+    ]
 
 
 def running(pid: int, patience: float = 30) -> bool:

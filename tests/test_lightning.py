@@ -129,6 +129,7 @@ def interrupt_at(script, monkeypatch, step_to_interrupt: int) -> None:
 def test_interrupted_and_resumed_run_equals_uninterrupted(
     lightning, lightning_run, tmp_path, monkeypatch, capsys, interrupted_step, epochs_done
 ):
+    handlers = [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)]
     with monkeypatch.context() as patch:
         interrupt_at(lightning, patch, interrupted_step)
         with pytest.raises(SystemExit) as stopped:
@@ -151,6 +152,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
         )
     assert read_metrics(tmp_path) == read_metrics(lightning_run)
     assert (tmp_path / "backbone.pt").exists()
+    assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)] == handlers  # put back
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_128_plus_15(tmp_path):
