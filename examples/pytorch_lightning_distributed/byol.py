@@ -1325,10 +1325,12 @@ class DistributedEpochSampler(ResumableEpochSampler):
 
 
 def all_reduce(x: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """A copy of x summed (op "sum") or maximised ("max") over all processes."""
+    """A copy of x reduced over all processes: op is "sum", "min" or "max"."""
     x = x.clone()
     if distributed():
-        dist.all_reduce(x, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        dist.all_reduce(
+            x, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
+        )
     return x
 
 
@@ -1418,7 +1420,10 @@ class BYOLModule(pl.LightningModule):
         self.lr = learning_rate_at(step, self.total_steps, self.warmup_steps, self.peak_lr)
         self.tau = tau_at(step, self.total_steps, args.tau_base)
         batch_in_epoch = step % self.steps_per_epoch
-        if len(images_1) >= 2:  # BatchNorm needs two images; a batch of unreadables is skipped
+        # BatchNorm needs two images: a batch of unreadables is skipped. Under DDP all processes take
+        # the step or none does (backward waits for every process's gradients).
+        fewest_images = int(all_reduce(torch.tensor(len(images_1), device=device), "min"))
+        if fewest_images >= 2:
             # Augment in float32, outside Lightning's bf16 autocast, as the plain script does.
             with torch.autocast(device.type, enabled=False):
                 view_1, view_2 = augment_views(
