@@ -174,3 +174,18 @@ def test_views_depend_only_on_seed_epoch_and_index(byol):
     assert all(torch.equal(a, b) for a, b in zip(dataset[(0, 3)], (v1, v2)))
     assert not torch.equal(dataset[(1, 3)][0], v1)  # a new epoch draws new crops
     assert not torch.equal(byol.TwoViewDataset(source, 16, seed=1)[(0, 3)][0], v1)
+
+
+@pytest.mark.slow
+def test_compiled_colour_jitter_computes_the_same(byol):
+    images = random_images(batch=16)
+    factors = [
+        uniform(16, 0.6, 1.4, 3),
+        uniform(16, 0.6, 1.4, 4),
+        uniform(16, 0.8, 1.2, 5),
+        uniform(16, -0.1, 0.1, 6),
+    ]
+    order = torch.rand(16, 4, generator=torch.Generator().manual_seed(7)).argsort(dim=1)
+    apply = torch.arange(16) % 5 != 0
+    eager = byol.color_jitter(images, apply, factors, order)
+    assert torch.allclose(byol.compiled_color_jitter(images, apply, factors, order), eager, atol=1e-5)

