@@ -199,6 +199,11 @@ def throughput_section(throughput: list[dict]) -> list[str]:
             )
         header = ["loop", "images/s", "x reference", "of its ceiling", "peak GPU memory (MB)"]
         lines += list_table(f"Throughput on {result['name']}", header, rows)
+        candidates = result.get("candidates_images_per_s") or {}
+        if candidates:
+            lines += ["Other configurations measured in the same run (images/s):", ""]
+            lines += [f"- ``{name}``: {rate(value)}" for name, value in candidates.items()]
+            lines += [""]
         lines += ["To reproduce:", "", ".. code-block:: bash", "", f"   {throughput_command(result)}", ""]
     return lines
 

@@ -29,6 +29,7 @@ THROUGHPUT = {  # as benchmarks/throughput.py writes it
     "reference_peak_mem_mb": 2100.5,
     "equal_work_peak_mem_mb": 3300.0,
     "default_peak_mem_mb": 5200.0,
+    "candidates_images_per_s": {"default_batch_512": 18123.4},
 }
 ACCURACY = {
     "device": "NVIDIA H200",
@@ -104,6 +105,7 @@ def test_tables_and_plots_from_results(make_results, tmp_path):
     assert "**h100**: NVIDIA H100 80GB HBM3, torch 2.14.1, batch 256, 15 DataLoader workers." in rst
     command = "python benchmarks/throughput.py --data /tmp/cifar10/train --batch-size 256 --workers 15"
     assert f"   {command} --steps 100" in rst
+    assert "- ``default_batch_512``: 18,123" in rst  # the other configurations of the same run
     # accuracy: device, kNN top-1 as a percentage, linear not measured, images/s, minutes, command
     accuracy = rst[rst.index("Accuracy") :]
     rows = [line.strip() for line in accuracy.splitlines() if line.startswith(("   * - ", "     - "))]
