@@ -1,6 +1,7 @@
 """Shared fixtures: the example scripts loaded as modules, and a way to run them as programs."""
 
 import importlib.util
+import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -63,3 +64,15 @@ def run_script(script: Path, *args: str, timeout: float = 300) -> subprocess.Com
     return subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
+
+
+def interrupt_at(script: ModuleType, monkeypatch: pytest.MonkeyPatch, step_to_interrupt: int) -> None:
+    """Deliver SIGINT (Ctrl-C) to a script run in this process while the given step is computed."""
+    original = script.learning_rate_at
+
+    def learning_rate_at(step, *args):
+        if step == step_to_interrupt:
+            signal.raise_signal(signal.SIGINT)
+        return original(step, *args)
+
+    monkeypatch.setattr(script, "learning_rate_at", learning_rate_at)

@@ -19,7 +19,6 @@ accuracy-NAME.metrics.jsonl.
 """
 
 import argparse
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -29,20 +28,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from plain_example import load_example
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def load_example():
-    """examples/pytorch/byol.py as a module: its data sources, encoder and kNN are the reference."""
-    if "byol_example" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("byol_example", ROOT / "examples/pytorch/byol.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["byol_example"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["byol_example"]
 
 
 def load_encoder(path: Path, backbone: str) -> nn.Module:

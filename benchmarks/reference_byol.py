@@ -10,9 +10,7 @@ It needs `pip install lightly==1.6.0` (the `bench` extra); the project's example
 
 import argparse
 import copy
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -24,20 +22,9 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
 from lightly.utils.scheduler import cosine_schedule
 from PIL import Image
+from plain_example import load_example
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_example():
-    """examples/pytorch/byol.py as a module, for its data sources only (folders, synthetic set)."""
-    if "byol_example" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("byol_example", ROOT / "examples/pytorch/byol.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["byol_example"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["byol_example"]
 
 
 class BYOL(nn.Module):  # lightly's example, unchanged

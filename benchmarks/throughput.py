@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
-from reference_byol import image_source, load_example, reference_loader, reference_model, reference_step
+from plain_example import load_example
+from reference_byol import image_source, reference_loader, reference_model, reference_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (small-image stem, hidden width): the reference's model and our default one, both ResNet-18

@@ -57,16 +57,22 @@ def test_grayscale_solarize_and_blur_match_torchvision(byol):
         assert torch.allclose(result, TF.gaussian_blur(image, [7, 7], [s.item(), s.item()]), atol=1e-5)
 
 
+def jitter_parameters(batch: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Which images to jitter, the four factors of each, and each one's random order of the four."""
+    apply = torch.arange(batch) % 5 != 0
+    factors = [
+        uniform(batch, 0.6, 1.4, 3),
+        uniform(batch, 0.6, 1.4, 4),
+        uniform(batch, 0.8, 1.2, 5),
+        uniform(batch, -0.1, 0.1, 6),
+    ]
+    order = torch.rand(batch, 4, generator=torch.Generator().manual_seed(7)).argsort(dim=1)
+    return apply, factors, order
+
+
 def test_colour_jitter_applies_each_images_own_order(byol):
     images = random_images(batch=24)
-    factors = [
-        uniform(24, 0.6, 1.4, 3),
-        uniform(24, 0.6, 1.4, 4),
-        uniform(24, 0.8, 1.2, 5),
-        uniform(24, -0.1, 0.1, 6),
-    ]
-    order = torch.rand(24, 4, generator=torch.Generator().manual_seed(7)).argsort(dim=1)
-    apply = torch.arange(24) % 5 != 0
+    apply, factors, order = jitter_parameters(24)
     jittered = byol.color_jitter(images, apply, factors, order)
     reference_ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
     for i in range(24):
@@ -179,13 +185,5 @@ def test_views_depend_only_on_seed_epoch_and_index(byol):
 @pytest.mark.slow
 def test_compiled_colour_jitter_computes_the_same(byol):
     images = random_images(batch=16)
-    factors = [
-        uniform(16, 0.6, 1.4, 3),
-        uniform(16, 0.6, 1.4, 4),
-        uniform(16, 0.8, 1.2, 5),
-        uniform(16, -0.1, 0.1, 6),
-    ]
-    order = torch.rand(16, 4, generator=torch.Generator().manual_seed(7)).argsort(dim=1)
-    apply = torch.arange(16) % 5 != 0
-    eager = byol.color_jitter(images, apply, factors, order)
-    assert torch.allclose(byol.compiled_color_jitter(images, apply, factors, order), eager, atol=1e-5)
+    eager = byol.color_jitter(images, *jitter_parameters(16))
+    assert torch.allclose(byol.compiled_color_jitter(images, *jitter_parameters(16)), eager, atol=1e-5)

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import LIGHTNING_SCRIPT, ROOT, torch_threads
+from conftest import LIGHTNING_SCRIPT, ROOT, interrupt_at, torch_threads
 
 # Tiny, so that both scripts train in seconds: 4 steps per epoch. --log-every 1 makes Lightning's
 # CSV log hold the loss of every step.
@@ -108,18 +108,6 @@ def test_outputs(lightning, lightning_run):
     [log] = (lightning_run / "lightning_logs").glob("version_*/metrics.csv")
     columns = set(log.read_text().splitlines()[0].split(","))
     assert {"loss", "lr", "tau", "img_s", "projection_std", "knn_top1"} <= columns
-
-
-def interrupt_at(script, monkeypatch, step_to_interrupt: int) -> None:
-    """Deliver SIGINT (Ctrl-C) while the given step is being computed."""
-    original = script.learning_rate_at
-
-    def learning_rate_at(step, *args):
-        if step == step_to_interrupt:
-            signal.raise_signal(signal.SIGINT)
-        return original(step, *args)
-
-    monkeypatch.setattr(script, "learning_rate_at", learning_rate_at)
 
 
 @pytest.mark.parametrize(

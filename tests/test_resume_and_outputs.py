@@ -6,6 +6,8 @@ import signal
 import pytest
 import torch
 
+from conftest import interrupt_at
+
 SMALL_RUN = (
     "--data synthetic --synthetic-images 64 --input-size 16 --batch-size 16 --epochs 3 "
     "--hidden-dim 64 --proj-dim 32 --eval-every 1 --knn-k 10"
@@ -59,18 +61,6 @@ def test_checkpoint_holds_what_resuming_needs(finished_run):
     assert any(k.startswith("target_encoder.") for k in checkpoint["model"])
     assert any(k.startswith("predictor.") for k in checkpoint["model"])
     assert checkpoint["optimizer"]["state"]  # momentum buffers
-
-
-def interrupt_at(byol, monkeypatch, step_to_interrupt: int) -> None:
-    """Deliver SIGINT (Ctrl-C) while the given step is being computed."""
-    original = byol.learning_rate_at
-
-    def learning_rate_at(step, *args):
-        if step == step_to_interrupt:
-            signal.raise_signal(signal.SIGINT)
-        return original(step, *args)
-
-    monkeypatch.setattr(byol, "learning_rate_at", learning_rate_at)
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(byol, finished_run, tmp_path, monkeypatch):
