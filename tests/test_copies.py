@@ -13,7 +13,7 @@ from conftest import DISTRIBUTED_SCRIPT, LIGHTNING_SCRIPT, PYTORCH_SCRIPT
 # training section replaces them) or changes on purpose.
 DIFFERENCES = {
     LIGHTNING_SCRIPT: {
-        "left out": {"training_step", "save_checkpoint", "resume"},
+        "left out": {"training_step", "save_checkpoint", "resume", "stopped_by"},
         "changed": {
             "build_parser",  # the --output-dir default (test_lightning checks every default)
             "prepare_output_dir",  # also clears Lightning's logs
@@ -21,7 +21,7 @@ DIFFERENCES = {
         },
     },
     DISTRIBUTED_SCRIPT: {
-        "left out": {"training_step", "save_checkpoint", "resume", "pick_device"},
+        "left out": {"training_step", "save_checkpoint", "resume", "pick_device", "stopped_by"},
         "changed": {
             "build_parser",  # --devices, --num-nodes... instead of --device
             "default_num_workers",  # shared out between the processes of a machine

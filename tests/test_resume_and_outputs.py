@@ -63,13 +63,21 @@ def test_checkpoint_holds_what_resuming_needs(finished_run):
     assert checkpoint["optimizer"]["state"]  # momentum buffers
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(byol, finished_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "interrupted_step, saved_step, epochs_written",
+    [(5, 6, 1), (3, 4, 1)],  # in the middle of the second epoch; in the first epoch's last step
+    ids=["mid-epoch", "epoch's last step"],
+)
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    byol, finished_run, tmp_path, monkeypatch, interrupted_step, saved_step, epochs_written
+):
     with monkeypatch.context() as patch:
-        interrupt_at(byol, patch, 5)  # in the middle of the second epoch
+        interrupt_at(byol, patch, interrupted_step)
         with pytest.raises(SystemExit) as stopped:
             train(byol, tmp_path, "--num-workers", "1")
     assert stopped.value.code == 128 + signal.SIGINT
-    assert torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["step"] == 6
+    assert torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["step"] == saved_step
+    assert len(read_metrics(tmp_path)) == epochs_written  # a finished epoch keeps its metrics and kNN
     assert not (tmp_path / "backbone.pt").exists()
 
     train(byol, tmp_path, "--num-workers", "2", "--resume")  # any number of workers gives the same data
@@ -88,3 +96,11 @@ def test_resume_refuses_changed_settings(byol, finished_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         byol.main([*SMALL_RUN, "--output-dir", str(tmp_path), "--resume", "--lr", "0.5"])
     assert "--lr" in str(error.value.code) and "cannot resume" in str(error.value.code)
+
+
+def test_stop_request_in_the_last_step_lets_the_run_finish(byol, tmp_path, monkeypatch):
+    interrupt_at(byol, monkeypatch, 11)  # the 12th and last step
+    train(byol, tmp_path, "--num-workers", "0")  # no SystemExit: nothing is left to resume
+    assert (tmp_path / "backbone.pt").exists() and len(read_metrics(tmp_path)) == 3
+    state = torch.load(tmp_path / "backbone.pt", weights_only=True)
+    assert all(tensor.device.type == "cpu" for tensor in state.values())

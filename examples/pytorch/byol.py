@@ -61,6 +61,12 @@ from tqdm import tqdm
 # so there the defaults are used: call ``main(["--data", "synthetic", ...])`` to change them.
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str:
+        # Where the default is None, the help text says what happens instead of "(default: None)".
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         # One line that names the problem, instead of argparse's usage block.
@@ -110,7 +116,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="byol.py",
         description="Train BYOL (Bootstrap Your Own Latent) on images, without labels.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,  # a misspelt flag is an error, not silently another flag
     )
     data = parser.add_argument_group("data")
@@ -941,6 +947,8 @@ def embed(
             features.append(F.normalize(encoder(to_memory_format(x, device)).float(), dim=1))
         labels.append(batch_labels.to(device))
     encoder.train(was_training)
+    if not features:
+        raise DataError("no readable image in an evaluation set: every one failed to decode")
     return torch.cat(features), torch.cat(labels)
 
 
@@ -1193,6 +1201,14 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
+def stopped_by(signum: int, step: int, checkpoint_path: Path) -> TrainingStopped:
+    return TrainingStopped(
+        f"stopped by {signal.Signals(signum).name} at step {step}: checkpoint saved to {checkpoint_path}; "
+        "continue with --resume",
+        exit_code=128 + signum,
+    )
+
+
 def stop_if_diverged(
     losses: torch.Tensor, start: int, end: int, epoch: int, steps_per_epoch: int, peak_lr: float
 ) -> None:
@@ -1307,16 +1323,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                         tau=f"{tau:.4f}",
                         img_s=f"{images_seen / elapsed:.0f}",
                     )
-                if at_checkpoint or stop.signal:
+                # A stop request in the epoch's last step waits for the epoch's metrics, below.
+                stop_now = stop.signal and batch + 1 < steps_per_epoch
+                if at_checkpoint or stop_now:
                     save_checkpoint(checkpoint_path, model, optimizer, step, args, losses, projection_stds)
-                if stop.signal:
+                if stop_now:
                     progress.close()
-                    name = signal.Signals(stop.signal).name
-                    raise TrainingStopped(
-                        f"stopped by {name} at step {step}: checkpoint saved to {checkpoint_path}; "
-                        "continue with --resume",
-                        exit_code=128 + stop.signal,
-                    )
+                    raise stopped_by(stop.signal, step, checkpoint_path)
             progress.close()
             stop_if_diverged(losses, start_batch, steps_per_epoch, epoch, steps_per_epoch, peak_lr)
             if device.type == "cuda":
@@ -1352,8 +1365,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                     f"{collapse_threshold:.4f}: the representation may be collapsing (healthy: about "
                     f"{1 / math.sqrt(args.proj_dim):.4f}); try a lower --lr or a higher --tau-base"
                 )
+            if stop.signal and step < total_steps:  # in the run's last step, it simply ends
+                raise stopped_by(stop.signal, step, checkpoint_path)
 
-    save_atomically(model.encoder.state_dict(), output_dir / BACKBONE)
+    backbone = {name: tensor.cpu() for name, tensor in model.encoder.state_dict().items()}
+    save_atomically(backbone, output_dir / BACKBONE)  # CPU tensors: loadable without a GPU
     print(f"saved the online encoder to {output_dir / BACKBONE}")
     return metrics
 

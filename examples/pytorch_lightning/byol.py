@@ -70,6 +70,12 @@ from tqdm import tqdm
 # so there the defaults are used: call ``main(["--data", "synthetic", ...])`` to change them.
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str:
+        # Where the default is None, the help text says what happens instead of "(default: None)".
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         # One line that names the problem, instead of argparse's usage block.
@@ -119,7 +125,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="byol.py",
         description="Train BYOL (Bootstrap Your Own Latent) on images, without labels.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,  # a misspelt flag is an error, not silently another flag
     )
     data = parser.add_argument_group("data")
@@ -952,6 +958,8 @@ def embed(
             features.append(F.normalize(encoder(to_memory_format(x, device)).float(), dim=1))
         labels.append(batch_labels.to(device))
     encoder.train(was_training)
+    if not features:
+        raise DataError("no readable image in an evaluation set: every one failed to decode")
     return torch.cat(features), torch.cat(labels)
 
 
