@@ -9,7 +9,7 @@
 set -u
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
-BUDGET=${BUDGET:-470}   # seconds this script may take in all
+BUDGET=${BUDGET:-560}   # seconds this script may take in all
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" runs benchmarks/results
 exec > >(tee -a "$OUT/session.log") 2>&1
@@ -34,11 +34,11 @@ pack
 
 step "2. 20 epochs on 10,000 images"
 SUBSET="--train $DATA/train --test $DATA/test --train-images 10000 --test-images 2000"
-timeout 70 python3 benchmarks/accuracy.py --name $GPU-20ep-10k-ours $SUBSET -- \
+timeout 130 python3 benchmarks/accuracy.py --name $GPU-20ep-10k-ours $SUBSET -- \
   python3 examples/pytorch/byol.py --data $DATA/train --train-images 10000 --val $DATA/test --val-images 2000 \
   --epochs 20 --eval-every 5 --num-workers $WORKERS || echo "FAILED: ours"
 pack
-timeout 80 python3 benchmarks/accuracy.py --name $GPU-20ep-10k-reference $SUBSET -- \
+timeout 130 python3 benchmarks/accuracy.py --name $GPU-20ep-10k-reference $SUBSET -- \
   python3 benchmarks/reference_byol.py --data $DATA/train --train-images 10000 --epochs 20 \
   --num-workers $WORKERS || echo "FAILED: reference"
 pack
