@@ -71,6 +71,17 @@ def linear_probe(
         return (layer(test_x).argmax(1) == test_y).float().mean().item()
 
 
+def batch_size_of(command: list[str], output_dir: Path) -> int:
+    """The run's batch size: from its command, else from its checkpoint's settings (the examples
+    write one), else the reference example's own 256."""
+    if "--batch-size" in command:
+        return int(command[command.index("--batch-size") + 1])
+    checkpoint = output_dir / "checkpoint-last.pt"
+    if checkpoint.exists():
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)["args"]["batch_size"]
+    return 256
+
+
 def main() -> None:
     if "--" not in sys.argv:
         sys.exit("usage: accuracy.py [options] -- TRAINING COMMAND (see --help)")
@@ -117,7 +128,7 @@ def main() -> None:
         "torch_version": torch.__version__,
         "command": " ".join(command),
         "epochs": len(rows),
-        "batch_size": int(command[command.index("--batch-size") + 1]) if "--batch-size" in command else 256,
+        "batch_size": batch_size_of(command, output_dir),
         "train_images": len(train),
         "test_images": len(test),
         "train_wall_s": train_wall,
