@@ -46,7 +46,7 @@ def load_encoder(path: Path, backbone: str) -> nn.Module:
 def features(encoder, source, input_size: int, device, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
     byol = load_example()
     loader = byol.make_loader(byol.EvalDataset(source, input_size), 512, byol.default_num_workers(), device)
-    return byol.embed(encoder, loader, device, mean, std)
+    return byol.embed(encoder, loader, device, mean, std, byol.has_fast_bf16(device))
 
 
 def linear_probe(

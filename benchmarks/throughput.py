@@ -90,18 +90,18 @@ def our_model(byol, config, device):
     small_images, hidden_dim = config
     torch.manual_seed(0)
     model = byol.BYOL("resnet18", small_images, hidden_dim, 256)
-    model = model.to(
-        device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    )
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(byol.parameter_groups(model, 5e-4), lr=0.1, momentum=0.9)
     return model, optimizer
 
 
-def measure_ours(byol, source, config, args, device, mean, std, compiled=None) -> float:
+def measure_ours(byol, source, config, args, device, mean, std, compiled=None, bf16=None) -> float:
     """Our whole training loop: workers crop and flip, the device augments, then the step.
-    The colour jitter is compiled as the examples do by default: on GPUs."""
+    As the examples do by default, the colour jitter is compiled on GPUs, and the step runs in bf16
+    where the device computes in bf16 natively."""
     model, optimizer = our_model(byol, config, device)
     compiled = device.type == "cuda" if compiled is None else compiled
+    bf16 = byol.has_fast_bf16(device) if bf16 is None else bf16
     settings = Namespace(seed=0, blur=False, compile=compiled)
     sampler = byol.EpochSampler(len(source), args.batch_size, 0)
     loader = byol.make_loader(
@@ -118,14 +118,15 @@ def measure_ours(byol, source, config, args, device, mean, std, compiled=None) -
     def step(batch):
         images_1, images_2, _ = batch
         view_1, view_2 = byol.augment_views(images_1, images_2, next(counter), settings, device, mean, std)
-        byol.training_step(model, optimizer, view_1, view_2, 0.1, 0.996, device)
+        byol.training_step(model, optimizer, view_1, view_2, 0.1, 0.996, device, bf16)
 
     return timed(repeat_epochs(loader, sampler), step, args.warmup, args.steps, args.batch_size, device)
 
 
-def measure_ceiling(byol, source, config, args, device, mean, std) -> float:
+def measure_ceiling(byol, source, config, args, device, mean, std, bf16=None) -> float:
     """Our training step alone, on one batch of views already augmented on the device."""
     model, optimizer = our_model(byol, config, device)
+    bf16 = byol.has_fast_bf16(device) if bf16 is None else bf16
     dataset = byol.TwoViewDataset(source, 32, 0)
     pairs = [dataset[(0, i)] for i in range(args.batch_size)]
     images_1, images_2 = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
@@ -135,7 +136,7 @@ def measure_ceiling(byol, source, config, args, device, mean, std) -> float:
     forever = iter(lambda: views, None)
     return timed(
         forever,
-        lambda v: byol.training_step(model, optimizer, *v, 0.1, 0.996, device),
+        lambda v: byol.training_step(model, optimizer, *v, 0.1, 0.996, device, bf16),
         args.warmup,
         args.steps,
         args.batch_size,
@@ -226,6 +227,17 @@ def main() -> None:
                 lambda: measure_ceiling(byol, source, DEFAULT, batch_512, device, mean, std),
             ),
         ]
+    else:  # what the CPU's native bf16 brings (the examples use it where the CPU has it)
+        measurements += [
+            (
+                "equal_work_fp32",
+                lambda: measure_ours(byol, source, EQUAL_WORK, args, device, mean, std, bf16=False),
+            ),
+            (
+                "equal_work_ceiling_fp32",
+                lambda: measure_ceiling(byol, source, EQUAL_WORK, args, device, mean, std, bf16=False),
+            ),
+        ]
     for name, measure in measurements:
         reset_peak_memory(device)
         results[name] = measure()
@@ -241,6 +253,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "workers": args.workers,
         "timed_steps": args.steps,
+        "bf16": byol.has_fast_bf16(device),
         "reference_images_per_s": results["reference"],
         "equal_work_images_per_s": results["equal_work"],
         "default_images_per_s": results["default"],

@@ -256,6 +256,13 @@ def build_parser() -> ArgumentParser:
     run.add_argument(
         "--device", default=None, help="'cuda', 'cpu', 'cuda:1', ... (default: cuda if available)"
     )
+    run.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="bf16 mixed precision or float32 (default: bf16 on GPUs and CPUs that compute in bf16 "
+        "natively, with AVX512-BF16 or AMX, where it is about 1.5-2x faster; float32 elsewhere)",
+    )
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     return parser
 
@@ -932,7 +939,12 @@ def make_loader(
 
 @torch.no_grad()
 def embed(
-    encoder: nn.Module, loader: DataLoader, device: torch.device, mean: torch.Tensor, std: torch.Tensor
+    encoder: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     was_training = encoder.training
     encoder.eval()
@@ -943,8 +955,8 @@ def embed(
         x = (images.to(device, non_blocking=True).float() / 255 - mean.view(1, 3, 1, 1)) / std.view(
             1, 3, 1, 1
         )
-        with autocast(device):
-            features.append(F.normalize(encoder(to_memory_format(x, device)).float(), dim=1))
+        with autocast(device, bf16):
+            features.append(F.normalize(encoder(channels_last(x)).float(), dim=1))
         labels.append(batch_labels.to(device))
     encoder.train(was_training)
     if not features:
@@ -977,8 +989,8 @@ def knn_accuracy(
     def loader(source) -> DataLoader:
         return make_loader(EvalDataset(source, args.input_size), 512, args.num_workers, device)
 
-    bank, bank_labels = embed(encoder, loader(data.train), device, mean, std)
-    query, labels = embed(encoder, loader(data.val), device, mean, std)
+    bank, bank_labels = embed(encoder, loader(data.train), device, mean, std, args.precision == "bf16")
+    query, labels = embed(encoder, loader(data.val), device, mean, std, args.precision == "bf16")
     num_classes = max(len(data.train.classes), int(bank_labels.max()) + 1)
     predicted = knn_predict(query, bank, bank_labels, num_classes, args.knn_k, args.knn_t)
     return (predicted == labels).float().mean().item()
@@ -1113,18 +1125,29 @@ def resume(
 # Training
 # --------
 # One step: copy the uint8 crops to the device, augment them there, compute the symmetrised loss
-# (in bf16 on a GPU), take an SGD step, move the target. The schedules are functions of the step.
+# (in bf16 where the hardware has it), take an SGD step, move the target. The schedules are
+# functions of the step.
 # The loop avoids waiting for the GPU: losses stay on the device and are read only every
 # ``--log-every`` steps, to refresh the progress bar and to stop on a NaN.
 
 
-def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether the device computes in bf16 natively; a CPU without AVX512-BF16 or AMX emulates it."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
-def to_memory_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # channels_last lets cuDNN use its fastest convolution kernels on tensor cores
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def autocast(device: torch.device, bf16: bool):
+    # bf16 mixed precision: matrix products and convolutions in bf16, weights and reductions in float32
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    # the fastest convolution kernels of cuDNN (tensor cores) and of oneDNN (CPUs) are channels-last
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -1150,7 +1173,7 @@ def augment_views(
     images_1, images_2 = images_1.to(device, non_blocking=True), images_2.to(device, non_blocking=True)
     view_1 = augment(images_1, VIEW_1, generator, mean, std, args.blur, args.compile)
     view_2 = augment(images_2, VIEW_2, generator, mean, std, args.blur, args.compile)
-    return to_memory_format(view_1, device), to_memory_format(view_2, device)
+    return channels_last(view_1), channels_last(view_2)
 
 
 def training_step(
@@ -1161,11 +1184,12 @@ def training_step(
     lr: float,
     tau: float,
     device: torch.device,
+    bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One BYOL update; returns the loss and the std of the normalised projections (collapse monitor)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with autocast(device):
+    with autocast(device, bf16):
         loss, projections = model(view_1, view_2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -1231,6 +1255,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args.blur = args.input_size > 32
     if args.compile is None:
         args.compile = device.type == "cuda"
+    if args.precision == "auto":
+        args.precision = "bf16" if has_fast_bf16(device) else "fp32"
     output_dir = prepare_output_dir(args)
     torch.manual_seed(args.seed)
     if device.type == "cuda":
@@ -1241,9 +1267,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     mean = torch.tensor(data.mean, device=device)
     std = torch.tensor(data.std, device=device)
     model = BYOL(args.backbone, args.input_size <= 64, args.hidden_dim, args.proj_dim)
-    model = model.to(
-        device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    )
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(parameter_groups(model, args.weight_decay), lr=0.0, momentum=args.momentum)
 
     steps_per_epoch = len(data.train) // args.batch_size
@@ -1308,7 +1332,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 if len(images_1) >= 2:  # BatchNorm needs two images; a batch of unreadables is skipped
                     view_1, view_2 = augment_views(images_1, images_2, step, args, device, mean, std)
                     losses[batch], projection_stds[batch] = training_step(
-                        model, optimizer, view_1, view_2, lr, tau, device
+                        model, optimizer, view_1, view_2, lr, tau, device, args.precision == "bf16"
                     )
                     images_seen += len(images_1)
                 step += 1

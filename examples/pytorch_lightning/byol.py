@@ -267,6 +267,13 @@ def build_parser() -> ArgumentParser:
     run.add_argument(
         "--device", default=None, help="'cuda', 'cpu', 'cuda:1', ... (default: cuda if available)"
     )
+    run.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="bf16 mixed precision or float32 (default: bf16 on GPUs and CPUs that compute in bf16 "
+        "natively, with AVX512-BF16 or AMX, where it is about 1.5-2x faster; float32 elsewhere)",
+    )
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     return parser
 
@@ -943,7 +950,12 @@ def make_loader(
 
 @torch.no_grad()
 def embed(
-    encoder: nn.Module, loader: DataLoader, device: torch.device, mean: torch.Tensor, std: torch.Tensor
+    encoder: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     was_training = encoder.training
     encoder.eval()
@@ -954,8 +966,8 @@ def embed(
         x = (images.to(device, non_blocking=True).float() / 255 - mean.view(1, 3, 1, 1)) / std.view(
             1, 3, 1, 1
         )
-        with autocast(device):
-            features.append(F.normalize(encoder(to_memory_format(x, device)).float(), dim=1))
+        with autocast(device, bf16):
+            features.append(F.normalize(encoder(channels_last(x)).float(), dim=1))
         labels.append(batch_labels.to(device))
     encoder.train(was_training)
     if not features:
@@ -988,8 +1000,8 @@ def knn_accuracy(
     def loader(source) -> DataLoader:
         return make_loader(EvalDataset(source, args.input_size), 512, args.num_workers, device)
 
-    bank, bank_labels = embed(encoder, loader(data.train), device, mean, std)
-    query, labels = embed(encoder, loader(data.val), device, mean, std)
+    bank, bank_labels = embed(encoder, loader(data.train), device, mean, std, args.precision == "bf16")
+    query, labels = embed(encoder, loader(data.val), device, mean, std, args.precision == "bf16")
     num_classes = max(len(data.train.classes), int(bank_labels.max()) + 1)
     predicted = knn_predict(query, bank, bank_labels, num_classes, args.knn_k, args.knn_t)
     return (predicted == labels).float().mean().item()
@@ -1105,19 +1117,30 @@ def forget_metrics_after(step: int, output_dir: Path) -> None:
 # symmetrised loss, take an SGD step, move the target. The step is written out
 # (``automatic_optimization = False``) because BYOL does more than backward-and-step: it sets the
 # learning rate before the step and moves the target network after it, as the plain script does.
-# The ``Trainer`` runs the loop: it moves batches to the device, autocasts the step to bf16 on a GPU
-# (``precision="bf16-mixed"``), refreshes the progress bar and the CSV log every ``--log-every``
-# steps, and saves a checkpoint after each epoch (``ModelCheckpoint``). ``RunControl``, a callback,
-# checks for a diverged loss, saves every ``--checkpoint-every`` steps and honours SIGINT and SIGTERM.
+# The ``Trainer`` runs the loop: it moves batches to the device, autocasts the step to bf16 with
+# ``--precision bf16`` (``precision="bf16-mixed"``), refreshes the progress bar and the CSV log every
+# ``--log-every`` steps, and saves a checkpoint after each epoch (``ModelCheckpoint``).
+# ``RunControl``, a callback, checks for a diverged loss, saves every ``--checkpoint-every`` steps
+# and honours SIGINT and SIGTERM.
 
 
-def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether the device computes in bf16 natively; a CPU without AVX512-BF16 or AMX emulates it."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
-def to_memory_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # channels_last lets cuDNN use its fastest convolution kernels on tensor cores
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def autocast(device: torch.device, bf16: bool):
+    # bf16 mixed precision: matrix products and convolutions in bf16, weights and reductions in float32
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    # the fastest convolution kernels of cuDNN (tensor cores) and of oneDNN (CPUs) are channels-last
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -1143,7 +1166,7 @@ def augment_views(
     images_1, images_2 = images_1.to(device, non_blocking=True), images_2.to(device, non_blocking=True)
     view_1 = augment(images_1, VIEW_1, generator, mean, std, args.blur, args.compile)
     view_2 = augment(images_2, VIEW_2, generator, mean, std, args.blur, args.compile)
-    return to_memory_format(view_1, device), to_memory_format(view_2, device)
+    return channels_last(view_1), channels_last(view_2)
 
 
 class StopRequest:
@@ -1276,7 +1299,9 @@ class BYOLModule(pl.LightningModule):
             optimizer = self.optimizers()
             for group in optimizer.param_groups:
                 group["lr"] = self.lr
-            loss, projections = self.model(view_1, view_2)  # in bf16 on a GPU: Lightning autocasts
+            loss, projections = self.model(
+                view_1, view_2
+            )  # in bf16 with --precision bf16: Lightning autocasts
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             optimizer.step()
@@ -1419,7 +1444,7 @@ def make_trainer(
     return pl.Trainer(
         accelerator=accelerator,
         devices=[device.index or 0] if device.type == "cuda" else 1,
-        precision="bf16-mixed" if device.type == "cuda" else "32-true",
+        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
         max_epochs=args.epochs,
         logger=CSVLogger(output_dir, name=LOGS),
         log_every_n_steps=args.log_every,
@@ -1441,6 +1466,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args.blur = args.input_size > 32
     if args.compile is None:
         args.compile = device.type == "cuda"
+    if args.precision == "auto":
+        args.precision = "bf16" if has_fast_bf16(device) else "fp32"
     output_dir = prepare_output_dir(args)
     pl.seed_everything(args.seed, verbose=False)  # torch.manual_seed, and Python's and NumPy's seeds
     if device.type == "cuda":
@@ -1449,8 +1476,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     data = load_data(args)
     module = BYOLModule(args, data, output_dir)
-    if device.type == "cuda":
-        module = module.to(memory_format=torch.channels_last)  # Lightning moves it to the GPU as it is
+    module = module.to(memory_format=torch.channels_last)  # Lightning moves it to the device as it is
 
     checkpoint_path, resume_from = output_dir / CHECKPOINT, None
     if args.resume and checkpoint_path.exists():
