@@ -71,15 +71,20 @@ def linear_probe(
         return (layer(test_x).argmax(1) == test_y).float().mean().item()
 
 
-def batch_size_of(command: list[str], output_dir: Path) -> int:
-    """The run's batch size: from its command, else from its checkpoint's settings (the examples
-    write one), else the reference example's own 256."""
+def run_settings(output_dir: Path) -> dict:
+    """The settings the run resolved (batch size, precision...), from the checkpoint that the examples
+    write; empty for the reference example, which writes none."""
+    checkpoint = output_dir / "checkpoint-last.pt"
+    if not checkpoint.exists():
+        return {}
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["args"]
+
+
+def batch_size_of(command: list[str], settings: dict) -> int:
+    """The run's batch size: from its command, else from its settings, else the reference's own 256."""
     if "--batch-size" in command:
         return int(command[command.index("--batch-size") + 1])
-    checkpoint = output_dir / "checkpoint-last.pt"
-    if checkpoint.exists():
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)["args"]["batch_size"]
-    return 256
+    return settings.get("batch_size", 256)
 
 
 def main() -> None:
@@ -120,6 +125,7 @@ def main() -> None:
     knn = (byol.knn_predict(query, bank, bank_labels, num_classes, 200, 0.1) == labels).float().mean().item()
     linear = linear_probe(bank, bank_labels, query, labels, num_classes)
 
+    settings = run_settings(output_dir)
     rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     train_wall = sum(row["epoch_time_s"] for row in rows)
     result = {
@@ -128,7 +134,8 @@ def main() -> None:
         "torch_version": torch.__version__,
         "command": " ".join(command),
         "epochs": len(rows),
-        "batch_size": batch_size_of(command, output_dir),
+        "batch_size": batch_size_of(command, settings),
+        "precision": settings.get("precision", "fp32"),  # the reference trains in float32
         "train_images": len(train),
         "test_images": len(test),
         "train_wall_s": train_wall,

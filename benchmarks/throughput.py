@@ -242,7 +242,7 @@ def main() -> None:
         reset_peak_memory(device)
         results[name] = measure()
         memory[name] = peak_memory_mb(device)
-        print(f"  {name:<20} {results[name]:>10,.0f} images/s", flush=True)
+        print(f"  {name:<24} {results[name]:>10,.0f} images/s", flush=True)
 
     record = {
         "device": torch.cuda.get_device_name()

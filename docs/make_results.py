@@ -175,6 +175,8 @@ def throughput_section(throughput: list[dict]) -> list[str]:
         if result.get("torch_version"):
             settings.append(f"torch {result['torch_version']}")
         settings.append(f"batch {result['batch_size']}")
+        if result.get("bf16") is not None:
+            settings.append("our steps in bf16" if result["bf16"] else "our steps in float32")
         if result.get("workers") is not None:
             settings.append(f"{result['workers']} DataLoader workers")
         lines += [f"**{result['name']}**: {', '.join(settings)}.", ""]
@@ -236,7 +238,7 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     rows = [
         [
             result["name"],
-            plain(result["device"]),
+            plain(result["device"]) + (f", {result['precision']}" if result.get("precision") else ""),
             f"{plain(result['epochs'])}, {plain(result['batch_size'])}",
             pair(result.get("train_images"), result.get("test_images"), "{:,}"),
             percent(result["knn_top1"]),
