@@ -177,6 +177,11 @@ def throughput_section(throughput: list[dict]) -> list[str]:
         settings.append(f"batch {result['batch_size']}")
         if result.get("bf16") is not None:
             settings.append("our steps in bf16" if result["bf16"] else "our steps in float32")
+        if result.get("crops_on_device"):
+            settings.append(
+                f"our crops made on the device from images decoded into memory "
+                f"(in {result['in_memory_load_s']:.0f} s, not counted)"
+            )
         if result.get("workers") is not None:
             settings.append(f"{result['workers']} DataLoader workers")
         lines += [f"**{result['name']}**: {', '.join(settings)}.", ""]

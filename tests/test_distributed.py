@@ -276,6 +276,7 @@ def test_devices_and_nodes_default_to_what_the_launcher_started(distributed, mon
 def test_resume_refuses_another_number_of_processes(distributed, two_processes, tmp_path):
     checkpoint = two_processes[0] / "checkpoint-last.pt"
     args = distributed.parse_args([*RUN, "--epochs", "3", "--eval-every", "1"])
+    distributed.load_data(args)  # settles what the data decides (--crops-on-device), as a run does
     assert distributed.check_checkpoint(checkpoint, args, world_size=2) == 12
     with pytest.raises(distributed.DataError, match="made by 2 processes, this run has 1"):
         distributed.check_checkpoint(checkpoint, args, world_size=1)

@@ -42,10 +42,8 @@ def logged_losses(output_dir) -> list[float]:
     return [float(row["loss"]) for row in sorted(rows, key=lambda row: int(row["step"]))]
 
 
-@pytest.fixture(scope="module")
-def plain_run(byol, tmp_path_factory):
-    """The plain script's run, and the loss of each of its steps (recorded from its training_step)."""
-    output_dir = tmp_path_factory.mktemp("plain")
+def train_recording_losses(byol, output_dir, *extra: str) -> list[float]:
+    """Train with the plain script; the loss of each of its steps (recorded from its training_step)."""
     losses = []
     original = byol.training_step
 
@@ -56,8 +54,15 @@ def plain_run(byol, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(byol, "training_step", recording_training_step)
-        train(byol, output_dir, "--num-workers", "0")
-    return output_dir, losses
+        train(byol, output_dir, *extra)
+    return losses
+
+
+@pytest.fixture(scope="module")
+def plain_run(byol, tmp_path_factory):
+    """The plain script's run, and the loss of each of its steps."""
+    output_dir = tmp_path_factory.mktemp("plain")
+    return output_dir, train_recording_losses(byol, output_dir, "--num-workers", "0")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +76,14 @@ def test_same_loss_at_every_step_as_plain_pytorch(plain_run, lightning_run):
     _, plain_losses = plain_run
     assert len(plain_losses) == 8  # 2 epochs of 64 // 16 steps
     torch.testing.assert_close(torch.tensor(logged_losses(lightning_run)), torch.tensor(plain_losses))
+
+
+def test_same_losses_as_plain_pytorch_with_crops_in_workers(byol, lightning, tmp_path):
+    """The fixtures' runs crop on the device (their images are in memory); here the workers crop."""
+    losses = train_recording_losses(byol, tmp_path / "plain", "--num-workers", "1", "--no-crops-on-device")
+    train(lightning, tmp_path / "lightning", "--num-workers", "1", "--no-crops-on-device")
+    assert len(losses) == 8
+    torch.testing.assert_close(torch.tensor(logged_losses(tmp_path / "lightning")), torch.tensor(losses))
 
 
 def test_same_weights_and_momentum_as_plain_pytorch(plain_run, lightning_run):

@@ -24,10 +24,21 @@ def read_metrics(output_dir) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
 
 
+@pytest.fixture(
+    scope="module",
+    params=["--crops-on-device", "--no-crops-on-device"],
+    ids=["crops on the device", "crops in workers"],
+)
+def data_path(request) -> str:
+    """Both ways to make the crops: batched on the device (the default for in-memory data such as
+    this), and per image in DataLoader workers."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def finished_run(byol, tmp_path_factory):
+def finished_run(byol, tmp_path_factory, data_path):
     output_dir = tmp_path_factory.mktemp("straight")
-    train(byol, output_dir, "--num-workers", "0")
+    train(byol, output_dir, "--num-workers", "0", data_path)
     return output_dir
 
 
@@ -69,18 +80,19 @@ def test_checkpoint_holds_what_resuming_needs(finished_run):
     ids=["mid-epoch", "epoch's last step"],
 )
 def test_interrupted_and_resumed_run_equals_uninterrupted(
-    byol, finished_run, tmp_path, monkeypatch, interrupted_step, saved_step, epochs_written
+    byol, finished_run, data_path, tmp_path, monkeypatch, interrupted_step, saved_step, epochs_written
 ):
     with monkeypatch.context() as patch:
         interrupt_at(byol, patch, interrupted_step)
         with pytest.raises(SystemExit) as stopped:
-            train(byol, tmp_path, "--num-workers", "1")
+            train(byol, tmp_path, "--num-workers", "1", data_path)
     assert stopped.value.code == 128 + signal.SIGINT
     assert torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["step"] == saved_step
     assert len(read_metrics(tmp_path)) == epochs_written  # a finished epoch keeps its metrics and kNN
     assert not (tmp_path / "backbone.pt").exists()
 
-    train(byol, tmp_path, "--num-workers", "2", "--resume")  # any number of workers gives the same data
+    # any number of workers gives the same data
+    train(byol, tmp_path, "--num-workers", "2", "--resume", data_path)
 
     resumed = torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)
     straight = torch.load(finished_run / "checkpoint-last.pt", weights_only=True)

@@ -219,6 +219,14 @@ def build_parser() -> ArgumentParser:
         "with CUDA, where launching their many small kernels is most of their cost)",
     )
     data.add_argument(
+        "--crops-on-device",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="hold the training images in memory and crop and flip them on the training device, a "
+        "batch at a time, rather than in DataLoader workers (default: on when the images are small, "
+        "64 px at most, and of one size, as CIFAR-10's; a folder of them is decoded once, at the start)",
+    )
+    data.add_argument(
         "--num-workers",
         type=non_negative_int,
         default=None,
@@ -371,11 +379,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 #
 # The work is split for speed. DataLoader workers do what must happen per image (decode, random
 # resized crop, flip) and hand over small ``uint8`` tensors. Everything else runs batched on the
-# training device, with per-image random parameters drawn there.
+# training device, with per-image random parameters drawn there. Small datasets that fit in memory
+# (CIFAR-10 takes 150 MB) skip the workers: their crops and flips run batched on the device too.
 #
-# Each image's crop depends only on ``(seed, epoch, index)`` and each batch's colour parameters only
-# on ``(seed, step)``: a resumed run sees exactly the views of an uninterrupted one, whatever the
-# number of workers.
+# Each image's crop depends only on ``(seed, epoch, index)`` (on the device: ``(seed, epoch,
+# batch)``) and each batch's colour parameters only on ``(seed, step)``: a resumed run sees exactly
+# the views of an uninterrupted one, whatever the number of workers.
 
 
 def sample_seed(seed: int, *counters: int) -> int:
@@ -398,13 +407,17 @@ def random_resized_crop_box(
         if 0 < w <= width and 0 < h <= height:
             return rng.randint(0, height - h), rng.randint(0, width - w), h, w
     # Rarely reached: a central crop with the aspect ratio clamped into range.
-    if width / height < ratio[0]:
-        w, h = width, round(width / ratio[0])
-    elif width / height > ratio[1]:
-        h, w = height, round(height * ratio[1])
-    else:
-        w, h = width, height
+    h, w = fallback_crop_size(height, width, ratio)
     return (height - h) // 2, (width - w) // 2, h, w
+
+
+def fallback_crop_size(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    """(height, width) of the whole image, its aspect ratio clamped into range."""
+    if width / height < ratio[0]:
+        return round(width / ratio[0]), width
+    if width / height > ratio[1]:
+        return height, round(height * ratio[1])
+    return height, width
 
 
 def crop_and_flip(image: Image.Image | torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
@@ -417,6 +430,46 @@ def crop_and_flip(image: Image.Image | torch.Tensor, size: int, rng: random.Rand
     if rng.random() < 0.5:
         view = TF.horizontal_flip(view)
     return TF.pil_to_tensor(view) if isinstance(view, Image.Image) else view
+
+
+def random_resized_crop_boxes(
+    n: int, height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> torch.Tensor:
+    """n random crops (left, top, right, bottom), each drawn as random_resized_crop_box draws one:
+    up to 10 tries of (area, aspect ratio), all made at once; each crop keeps its first try that fits."""
+    device = generator.device
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return torch.empty(*shape, device=device).uniform_(low, high, generator=generator)
+
+    target_area = height * width * uniform(*scale, n, 10)
+    aspect = uniform(math.log(ratio[0]), math.log(ratio[1]), n, 10).exp()
+    w, h = (target_area * aspect).sqrt().round(), (target_area / aspect).sqrt().round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)  # argmax returns the first of equal maxima
+    w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+    top, left = (uniform(0, 1, n) * (height - h + 1)).floor(), (uniform(0, 1, n) * (width - w + 1)).floor()
+    # Rarely: no try fits, and the crop is the central one of random_resized_crop_box.
+    none_fits = ~fits.any(dim=1)
+    fallback_h, fallback_w = fallback_crop_size(height, width, ratio)
+    h, w = h.masked_fill(none_fits, fallback_h), w.masked_fill(none_fits, fallback_w)
+    top = top.masked_fill(none_fits, (height - fallback_h) // 2)
+    left = left.masked_fill(none_fits, (width - fallback_w) // 2)
+    return torch.stack([left, top, left + w, top + h], dim=1)
+
+
+def crop_and_flip_batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """crop_and_flip for a batch of uint8 images (B, 3, H, W) on the device, each with its own crop
+    and flip. roi_align cuts each crop out and resizes it: bilinear, averaged over each output
+    pixel's area where the crop shrinks."""
+    n, _, height, width = images.shape
+    boxes = random_resized_crop_boxes(n, height, width, generator)
+    flip = torch.rand(n, device=images.device, generator=generator) < 0.5
+    rois = torch.cat([torch.arange(n, device=images.device).unsqueeze(1), boxes], dim=1)
+    # aligned=True: pixel i spans [i, i + 1), so a box covering the image reproduces it exactly
+    views = torchvision.ops.roi_align(images.float(), rois, size, sampling_ratio=-1, aligned=True)
+    views = torch.where(flip.view(n, 1, 1, 1), views.flip(3), views)
+    return views.round().clamp(0, 255).to(torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -726,17 +779,18 @@ def open_rgb(path: str) -> Image.Image:
         raise UnreadableImage(str(error) or type(error).__name__) from None
 
 
-def check_image_header(path: str) -> str | None:
-    """Why the file cannot be used, or None. Reads only the header, so it is fast."""
+def check_image_header(path: str) -> tuple[str | None, tuple[int, int]]:
+    """Why the file cannot be used (None if it can), and its (width, height). Reads only the header,
+    so it is fast."""
     try:
         if os.path.getsize(path) == 0:
-            return "empty file"
+            return "empty file", (0, 0)
         with Image.open(path) as image:
             if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                return f"{image.width}x{image.height} pixels, over PIL's decompression-bomb limit"
+                return f"{image.width}x{image.height} pixels, over PIL's decompression-bomb limit", image.size
+            return None, image.size
     except Exception as error:
-        return str(error) or type(error).__name__
-    return None
+        return str(error) or type(error).__name__, (0, 0)
 
 
 class FolderSource:
@@ -753,17 +807,18 @@ class FolderSource:
             example = next(p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
             print(f"warning: ignored {others} file(s) in {root} that are not images, e.g. {example}")
         with ThreadPoolExecutor(16) as pool:
-            problems = list(pool.map(check_image_header, map(str, candidates)))
-        for path, problem in zip(candidates, problems):
+            checks = list(pool.map(check_image_header, map(str, candidates)))  # (problem, size)
+        for path, (problem, _) in zip(candidates, checks):
             if problem:
                 print(f"warning: skipped unreadable image {path}: {problem}")
-        good = [p for p, problem in zip(candidates, problems) if problem is None]
+        good = [p for p, (problem, _) in zip(candidates, checks) if problem is None]
         if not good:
             raise DataError(f"no readable image in {root} (looked for {', '.join(IMAGE_EXTENSIONS)})")
         self.labelled = all(p.parent != root_path for p in good)
         self.classes = sorted({p.relative_to(root_path).parts[0] for p in good}) if self.labelled else []
         class_index = {name: i for i, name in enumerate(self.classes)}
         self.paths = [str(p) for p in good]
+        self.sizes = {size for problem, size in checks if problem is None}  # (width, height)
         self.labels = [class_index[p.relative_to(root_path).parts[0]] if self.labelled else 0 for p in good]
 
     def __len__(self) -> int:
@@ -779,8 +834,10 @@ class FolderSource:
 class TensorSource:
     """Images already in memory as a uint8 tensor (N, 3, H, W): CIFAR-10 and the synthetic set."""
 
-    def __init__(self, images: torch.Tensor, labels: list[int], classes: list[str]) -> None:
-        self.images, self.labels, self.classes, self.labelled = images, labels, classes, True
+    def __init__(
+        self, images: torch.Tensor, labels: list[int], classes: list[str], labelled: bool = True
+    ) -> None:
+        self.images, self.labels, self.classes, self.labelled = images, labels, classes, labelled
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -811,6 +868,42 @@ class Subset:
 
     def name(self, index: int) -> str:
         return self.source.name(self.indices[index])
+
+
+def fits_on_device(source: FolderSource | TensorSource | Subset) -> bool:
+    """Whether the images are small (64 px at most) and of one size: then the whole set fits in
+    memory (CIFAR-10 takes 150 MB) and the crops can be made on the device, a batch at a time."""
+    base = source.source if isinstance(source, Subset) else source
+    sizes = {tuple(base.images.shape[:-3:-1])} if isinstance(base, TensorSource) else base.sizes
+    return len(sizes) == 1 and max(next(iter(sizes))) <= 64
+
+
+def load_into_memory(source: FolderSource | TensorSource | Subset) -> TensorSource:
+    """All the images of a source as one uint8 tensor; a folder's are decoded here, once, in threads."""
+    if isinstance(source, TensorSource):
+        return source
+    if isinstance(source, Subset) and isinstance(source.source, TensorSource):
+        return TensorSource(source.source.images[source.indices], source.labels, source.classes)
+
+    def decode(index: int) -> torch.Tensor | None:
+        try:
+            return TF.pil_to_tensor(source.load(index))
+        except UnreadableImage as error:
+            print(f"warning: skipped unreadable image {source.name(index)}: {error}")
+            return None
+
+    with ThreadPoolExecutor(16) as pool:
+        decoded = list(pool.map(decode, range(len(source))))
+    readable = [i for i, image in enumerate(decoded) if image is not None]
+    sizes = {tuple(decoded[i].shape[:-3:-1]) for i in readable}
+    if len(sizes) != 1:
+        found = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3]) or "no readable image"
+        raise DataError(
+            f"--crops-on-device needs training images of one size; found {found}: resize them "
+            "first, or leave the crops to the DataLoader workers (--no-crops-on-device)"
+        )
+    images = torch.stack([decoded[i] for i in readable])
+    return TensorSource(images, [source.labels[i] for i in readable], source.classes, source.labelled)
 
 
 TEXTURES = [
@@ -966,6 +1059,41 @@ class EpochSampler(Sampler):
         return iter([(self.epoch, int(i)) for i in used])
 
 
+class DeviceCrops:
+    """The DataLoader's stand-in for images held in memory: the sampler's batches of (epoch, index)
+    keys become pairs of crops made on the device, a batch at a time, each pair's randomness drawn
+    from (seed, epoch, batch). It yields what the DataLoader yields: (crops_1, crops_2, unreadable)."""
+
+    def __init__(
+        self,
+        source: TensorSource,
+        sampler: EpochSampler,
+        batch_size: int,
+        input_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+    ) -> None:
+        self.images = source.images.to(device)  # the whole training set, once
+        self.sampler, self.batch_size, self.input_size = sampler, batch_size, input_size
+        self.seed, self.rank = seed, rank
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+    def __iter__(self):
+        keys, device = list(self.sampler), self.images.device
+        first_batch = self.sampler.start_batch
+        for batch, start in enumerate(range(0, len(keys), self.batch_size), start=first_batch):
+            epoch = keys[start][0]
+            indices = torch.tensor([index for _, index in keys[start : start + self.batch_size]])
+            images = self.images[indices.to(device)]
+            generator = torch.Generator(device).manual_seed(sample_seed(self.seed, epoch, batch, self.rank))
+            crops_1 = crop_and_flip_batch(images, self.input_size, generator)
+            crops_2 = crop_and_flip_batch(images, self.input_size, generator)
+            yield crops_1, crops_2, []
+
+
 @dataclass
 class Data:
     train: FolderSource | TensorSource | Subset
@@ -997,6 +1125,10 @@ def load_data(args: argparse.Namespace) -> Data:
         train = Subset(train, args.train_images, args.seed)
     if args.val_images is not None and val is not None:
         val = Subset(val, args.val_images, args.seed)
+    if args.crops_on_device is None:
+        args.crops_on_device = fits_on_device(train)
+    if args.crops_on_device:
+        train = load_into_memory(train)
     if args.batch_size > len(train):
         raise DataError(f"--batch-size {args.batch_size} is larger than the {len(train)} training images")
     return Data(train, val, *mean_std)
@@ -1150,6 +1282,7 @@ RESUME_MUST_MATCH = [
     "data",
     "train_images",
     "synthetic_images",
+    "crops_on_device",
     "input_size",
     "backbone",
     "hidden_dim",
@@ -1422,7 +1555,7 @@ class BYOLModule(pl.LightningModule):
             parameter_groups(self.model, self.args.weight_decay), lr=0.0, momentum=self.args.momentum
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceCrops:
         if self.trainer.world_size != self.world_size:
             raise RuntimeError(f"{self.trainer.world_size} processes run, {self.world_size} were expected")
         self.sampler = DistributedEpochSampler(
@@ -1430,6 +1563,16 @@ class BYOLModule(pl.LightningModule):
         )
         # Called once, after a checkpoint was restored: a resumed run starts mid-epoch.
         self.sampler.set_epoch(*divmod(self.step, self.steps_per_epoch))
+        if self.args.crops_on_device:  # the images are in memory: crops on the device, no workers
+            return DeviceCrops(
+                self.data.train,
+                self.sampler,
+                self.args.batch_size,
+                self.args.input_size,
+                self.args.seed,
+                self.device,
+                rank=self.global_rank,
+            )
         return make_loader(
             TwoViewDataset(self.data.train, self.args.input_size, self.args.seed),
             self.args.batch_size,
@@ -1817,6 +1960,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         f"training {args.backbone} on {len(data.train)} images ({args.data}), {args.epochs} epochs of "
         f"{module.steps_per_epoch} steps, batch {args.batch_size} x {world_size} processes, "
         f"lr {module.peak_lr:.4g}, on {num_nodes} machine(s) x {devices} {accelerator.upper()} processes"
+        + (" (crops on the device)" if args.crops_on_device else "")
     )
     with StopRequest() as stop:
         trainer = make_trainer(args, accelerator, devices, num_nodes, output_dir, stop)
