@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import platform
+import statistics
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -181,13 +182,21 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=min(16, os.cpu_count() or 1), help="DataLoader workers"
     )
-    parser.add_argument("--steps", type=int, default=100 if on_gpu else 10, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=20 if on_gpu else 2, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=100 if on_gpu else 30, help="timed steps")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1 if on_gpu else 3,
+        help="rounds of all measurements; each figure is the median of its rounds (default: 3 on a CPU, "
+        "whose speed varies from minute to minute on shared machines; 1 on a GPU)",
+    )
+    parser.add_argument("--warmup", type=int, default=20 if on_gpu else 3, help="untimed steps first")
     parser.add_argument(
         "--default-steps",
         type=int,
         default=None,
-        help="timed steps for the default model (default: --steps; it is 16x slower on a CPU)",
+        help="timed steps for the default model (default: --steps on a GPU, a third of it on a CPU, "
+        "where that model is 8x slower)",
     )
     parser.add_argument(
         "--output", default=None, help="JSON path (default: results/throughput-<machine>.json)"
@@ -209,8 +218,9 @@ def main() -> None:
         + (f"; decoded into memory in {load_s:.1f} s, cropped on the device" if in_memory else "")
     )
 
-    results, memory = {}, {}
-    default_args = Namespace(**{**vars(args), "steps": args.default_steps or args.steps})
+    memory = {}
+    default_steps = args.default_steps or (args.steps if on_gpu else max(1, args.steps // 3))
+    default_args = Namespace(**{**vars(args), "steps": default_steps})
     measurements = [
         ("reference", lambda: measure_reference(source, args, device)),
         ("equal_work", lambda: measure_ours(byol, source, EQUAL_WORK, args, device, mean, std, in_memory)),
@@ -264,11 +274,18 @@ def main() -> None:
                 lambda: measure_ours(byol, source, EQUAL_WORK, args, device, mean, std),
             )
         )
-    for name, measure in measurements:
-        reset_peak_memory(device)
-        results[name] = measure()
-        memory[name] = peak_memory_mb(device)
-        print(f"  {name:<24} {results[name]:>10,.0f} images/s", flush=True)
+    # Rounds of every measurement, so that a slow spell of a shared machine hits all loops alike;
+    # each loop's figure is its median over the rounds.
+    runs = {name: [] for name, _ in measurements}
+    for round_number in range(1, args.repeats + 1):
+        if args.repeats > 1:
+            print(f"round {round_number} of {args.repeats}", flush=True)
+        for name, measure in measurements:
+            reset_peak_memory(device)
+            runs[name].append(measure())
+            memory[name] = max(filter(None, [memory.get(name), peak_memory_mb(device)]), default=None)
+            print(f"  {name:<24} {runs[name][-1]:>10,.0f} images/s", flush=True)
+    results = {name: statistics.median(values) for name, values in runs.items()}
 
     record = {
         "device": torch.cuda.get_device_name()
@@ -279,6 +296,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "workers": args.workers,
         "timed_steps": args.steps,
+        "repeats": args.repeats,
         "bf16": byol.has_fast_bf16(device),
         "crops_on_device": in_memory is not None,
         "in_memory_load_s": load_s if in_memory is not None else None,
@@ -295,6 +313,7 @@ def main() -> None:
         "equal_work_peak_mem_mb": memory["equal_work"],
         "default_peak_mem_mb": memory["default"],
         "candidates_images_per_s": {k: v for k, v in results.items() if k not in CORE},
+        "rounds_images_per_s": runs,  # every round's figure, of which the above are the medians
     }
     output = Path(args.output) if args.output else RESULTS / f"throughput-{machine_name(device)}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -175,6 +175,8 @@ def throughput_section(throughput: list[dict]) -> list[str]:
         if result.get("torch_version"):
             settings.append(f"torch {result['torch_version']}")
         settings.append(f"batch {result['batch_size']}")
+        if (result.get("repeats") or 1) > 1:
+            settings.append(f"each figure the median of {result['repeats']} rounds")
         if result.get("bf16") is not None:
             settings.append("our steps in bf16" if result["bf16"] else "our steps in float32")
         if result.get("crops_on_device"):

@@ -176,8 +176,9 @@ def build_parser() -> ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="hold the training images in memory and crop and flip them on the training device, a "
-        "batch at a time, rather than in DataLoader workers (default: on when the images are small, "
-        "64 px at most, and of one size, as CIFAR-10's; a folder of them is decoded once, at the start)",
+        "batch at a time, rather than in DataLoader workers (default: on when the images are of one "
+        "size, 64 px at most, and take 2 GB at most, as CIFAR-10's 150 MB; a folder of them is decoded "
+        "once, at the start)",
     )
     data.add_argument(
         "--num-workers",
@@ -783,11 +784,14 @@ class Subset:
 
 
 def fits_on_device(source: FolderSource | TensorSource | Subset) -> bool:
-    """Whether the images are small (64 px at most) and of one size: then the whole set fits in
-    memory (CIFAR-10 takes 150 MB) and the crops can be made on the device, a batch at a time."""
+    """Whether the images are small (64 px at most), of one size, and 2 GB at most all together: then
+    the whole set fits in memory (CIFAR-10 takes 150 MB) and the crops can be made on the device."""
     base = source.source if isinstance(source, Subset) else source
     sizes = {tuple(base.images.shape[:-3:-1])} if isinstance(base, TensorSource) else base.sizes
-    return len(sizes) == 1 and max(next(iter(sizes))) <= 64
+    if len(sizes) != 1:
+        return False
+    width, height = next(iter(sizes))
+    return max(width, height) <= 64 and len(source) * 3 * width * height <= 2**31
 
 
 def load_into_memory(source: FolderSource | TensorSource | Subset) -> TensorSource:
