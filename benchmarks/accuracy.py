@@ -7,7 +7,8 @@
 
 Everything after ``--`` is the training command; this script adds ``--output-dir runs/accuracy-NAME``
 and runs it, then reads ``backbone.pt`` from there. Evaluation protocol, on the online encoder in
-eval mode, images resized to --input-size and centre-cropped, no augmentation:
+eval mode, images resized to --input-size and centre-cropped, no augmentation, features computed
+in bf16 autocast where the device computes in bf16 natively (as the examples' own kNN monitor):
 
 - kNN: weighted k-nearest neighbours (k = 200, t = 0.1) on L2-normalised features, the training
   images (the same random subset as the training run, chosen with seed 0) as memory bank.

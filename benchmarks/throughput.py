@@ -107,7 +107,8 @@ def measure_ours(
     compiled = device.type == "cuda" if compiled is None else compiled
     bf16 = byol.has_fast_bf16(device) if bf16 is None else bf16
     settings = Namespace(seed=0, blur=False, compile=compiled)
-    sampler = byol.EpochSampler(len(source), args.batch_size, 0)
+    # (decoding into memory skips unreadable images, so the in-memory set may be the smaller)
+    sampler = byol.EpochSampler(len(source if in_memory is None else in_memory), args.batch_size, 0)
     if in_memory is not None:
         loader = byol.DeviceCrops(in_memory, sampler, args.batch_size, 32, 0, device)
     else:
@@ -215,7 +216,7 @@ def main() -> None:
     load_s = time.perf_counter() - start
     print(
         f"{len(source)} images from {args.data}, batch {args.batch_size}, {args.workers} workers, on {device}"
-        + (f"; decoded into memory in {load_s:.1f} s, cropped on the device" if in_memory else "")
+        + (f"; decoded into memory in {load_s:.1f} s, cropped on the device" if in_memory is not None else "")
     )
 
     memory = {}

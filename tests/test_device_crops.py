@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as T
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
@@ -21,16 +22,31 @@ def crop_statistics(boxes: torch.Tensor, height: int, width: int) -> dict[str, f
         "log_ratio": (w / h).log().mean().item(),
         "whole": ((w == width) & (h == height)).double().mean().item(),
         "centre_x": ((boxes[:, 0] + boxes[:, 2]) / 2 / width).mean().item(),
+        "centre_y": ((boxes[:, 1] + boxes[:, 3]) / 2 / height).mean().item(),
     }
 
 
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (24, 40), (8, 64)])
-def test_boxes_follow_the_per_image_crops_distribution(byol, height, width):
+def test_boxes_follow_torchvisions_random_resized_crop(byol, height, width):
     """(8, 64): the aspect ratio is out of range, so many crops fall back to the central one."""
     n = 40_000
     boxes = byol.random_resized_crop_boxes(n, height, width, torch.Generator().manual_seed(0))
     assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
     assert (boxes[:, 2:] > boxes[:, :2]).all() and torch.equal(boxes, boxes.round())
+    torch.manual_seed(0)
+    image = torch.zeros(3, height, width)
+    torchvision_boxes = torch.tensor(
+        [
+            [left, top, left + w, top + h]
+            for top, left, h, w in (
+                T.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)
+            )
+        ],
+        dtype=torch.float,
+    )
+    ours = crop_statistics(boxes, height, width)
+    assert ours == pytest.approx(crop_statistics(torchvision_boxes, height, width), abs=0.01)
+    # the per-image crops of the DataLoader workers draw from the same distribution
     rng = random.Random(0)
     python_boxes = torch.tensor(
         [
@@ -39,8 +55,17 @@ def test_boxes_follow_the_per_image_crops_distribution(byol, height, width):
         ],
         dtype=torch.float,
     )
-    ours, theirs = crop_statistics(boxes, height, width), crop_statistics(python_boxes, height, width)
-    assert ours == pytest.approx(theirs, abs=0.01)
+    assert ours == pytest.approx(crop_statistics(python_boxes, height, width), abs=0.01)
+
+
+def test_crops_reach_every_position_from_edge_to_edge(byol):
+    """A crop of height h starts anywhere from row 0 to row H - h, both included (likewise across)."""
+    boxes = byol.random_resized_crop_boxes(100_000, 32, 32, torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    for size in (12, 20, 28):
+        tops, lefts = boxes[h == size, 1], boxes[w == size, 0]
+        assert set(tops.int().tolist()) == set(range(32 - size + 1))
+        assert set(lefts.int().tolist()) == set(range(32 - size + 1))
 
 
 def crops_and_flips(byol, images: torch.Tensor, size: int, seed: int):
@@ -64,7 +89,7 @@ def test_crops_cut_out_the_box_and_resize_it_bilinearly(byol):
             image.float(), top, left, bottom - top, right - left, [32, 32], antialias=False
         )
         expected = (expected.flip(-1) if flip else expected).round()
-        margin = 4  # the upscaled crops here are at least 32 / 12 times their box
+        margin = 4  # where resized_crop repeats the box's edge: up to half an upscaled pixel, 4 at most
         inside = (slice(None), slice(margin, -margin), slice(margin, -margin))
         assert (view.float()[inside] - expected[inside]).abs().max() <= 1
 

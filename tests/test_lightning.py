@@ -142,7 +142,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
     assert [row["epoch"] for row in read_metrics(tmp_path)] == list(range(1, epochs_done + 1))
     assert not (tmp_path / "backbone.pt").exists()
 
-    train(lightning, tmp_path, "--num-workers", "2", "--resume")  # any number of workers: the same data
+    train(lightning, tmp_path, "--num-workers", "2", "--resume")
 
     resumed = torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)
     straight = torch.load(lightning_run / "checkpoint-last.pt", weights_only=True)
@@ -155,6 +155,21 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
     assert read_metrics(tmp_path) == read_metrics(lightning_run)
     assert (tmp_path / "backbone.pt").exists()
     assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)] == handlers  # put back
+
+
+def test_mid_epoch_resume_with_crops_in_workers(lightning, tmp_path, monkeypatch):
+    """As above, with the crops made per image in DataLoader workers rather than on the device."""
+    train(lightning, tmp_path / "straight", "--num-workers", "1", "--no-crops-on-device")
+    with monkeypatch.context() as patch:
+        interrupt_at(lightning, patch, 5)
+        with pytest.raises(SystemExit):
+            train(lightning, tmp_path / "resumed", "--num-workers", "1", "--no-crops-on-device")
+    train(lightning, tmp_path / "resumed", "--num-workers", "2", "--no-crops-on-device", "--resume")
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint-last.pt", weights_only=True)
+    straight = torch.load(tmp_path / "straight" / "checkpoint-last.pt", weights_only=True)
+    for name, tensor in straight["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], tensor), name
+    assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_128_plus_15(tmp_path):

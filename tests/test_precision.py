@@ -29,8 +29,6 @@ def test_bf16_step_is_bf16_and_close_to_float32(byol):
     assert activations[0].dtype == torch.bfloat16  # the convolutions ran in bf16
     assert loss_bf16 != loss_fp32  # so the two steps differ, by bf16's rounding only
     assert loss_bf16 == pytest.approx(loss_fp32, rel=0.02)
-    for (name, bf16_weight), fp32_weight in zip(in_bf16.state_dict().items(), in_fp32.state_dict().values()):
-        assert bf16_weight.dtype == fp32_weight.dtype, name  # weights and statistics stay float32
     # Both steps move the online weights the same way (unrelated updates would have a cosine near 0).
     start = torch.cat([p.detach().flatten() for p in model.online_parameters()])
     moved, moved_fp32 = (
@@ -46,3 +44,20 @@ def test_fp32_step_has_no_bf16(byol):
     model.encoder.conv1.register_forward_hook(lambda module, inputs, output: activations.append(output))
     one_step(byol, model, False)
     assert activations[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize(("precision", "lightnings"), [("bf16", "bf16-mixed"), ("fp32", "32-true")])
+def test_lightning_trains_in_the_precision_asked_for(lightning, tmp_path, precision, lightnings):
+    args = lightning.parse_args(["--precision", precision])
+    trainer = lightning.make_trainer(args, torch.device("cpu"), tmp_path, lightning.StopRequest())
+    assert trainer.precision == lightnings
+
+
+def test_auto_precision_is_settled_before_training(byol, tmp_path):
+    args = byol.parse_args(["--data", "synthetic", "--synthetic-images", "16", "--batch-size", "8"])
+    args.output_dir, args.epochs, args.eval_every, args.num_workers = str(tmp_path), 1, 0, 0
+    args.hidden_dim, args.proj_dim, args.input_size = 16, 8, 8
+    byol.train(args)
+    expected = "bf16" if byol.has_fast_bf16(torch.device("cpu")) else "fp32"
+    saved = torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["args"]["precision"]
+    assert args.precision == saved == expected

@@ -292,8 +292,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 #
 # The work is split for speed. DataLoader workers do what must happen per image (decode, random
 # resized crop, flip) and hand over small ``uint8`` tensors. Everything else runs batched on the
-# training device, with per-image random parameters drawn there. Small datasets that fit in memory
-# (CIFAR-10 takes 150 MB) skip the workers: their crops and flips run batched on the device too.
+# training device, with per-image random parameters drawn there. Small images of one size that fit
+# in memory (CIFAR-10 takes 150 MB) skip the workers: their crops and flips run batched on the device
+# too (bilinear rather than bicubic).
 #
 # Each image's crop depends only on ``(seed, epoch, index)`` (on the device: ``(seed, epoch,
 # batch)``) and each batch's colour parameters only on ``(seed, step)``: a resumed run sees exactly
@@ -373,12 +374,13 @@ def random_resized_crop_boxes(
 
 def crop_and_flip_batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """crop_and_flip for a batch of uint8 images (B, 3, H, W) on the device, each with its own crop
-    and flip. roi_align cuts each crop out and resizes it: bilinear, averaged over each output
-    pixel's area where the crop shrinks."""
+    and flip. roi_align cuts each crop out and resizes it: bilinear (not bicubic as crop_and_flip),
+    averaged over each output pixel's area where the crop shrinks."""
     n, _, height, width = images.shape
     boxes = random_resized_crop_boxes(n, height, width, generator)
     flip = torch.rand(n, device=images.device, generator=generator) < 0.5
-    rois = torch.cat([torch.arange(n, device=images.device).unsqueeze(1), boxes], dim=1)
+    image_index = torch.arange(n, dtype=boxes.dtype, device=images.device).unsqueeze(1)
+    rois = torch.cat([image_index, boxes], dim=1)  # (image, left, top, right, bottom) per crop
     # aligned=True: pixel i spans [i, i + 1), so a box covering the image reproduces it exactly
     views = torchvision.ops.roi_align(images.float(), rois, size, sampling_ratio=-1, aligned=True)
     views = torch.where(flip.view(n, 1, 1, 1), views.flip(3), views)
@@ -799,7 +801,8 @@ def load_into_memory(source: FolderSource | TensorSource | Subset) -> TensorSour
     if isinstance(source, TensorSource):
         return source
     if isinstance(source, Subset) and isinstance(source.source, TensorSource):
-        return TensorSource(source.source.images[source.indices], source.labels, source.classes)
+        images = source.source.images[source.indices]
+        return TensorSource(images, source.labels, source.classes, source.labelled)
 
     def decode(index: int) -> torch.Tensor | None:
         try:
@@ -811,9 +814,11 @@ def load_into_memory(source: FolderSource | TensorSource | Subset) -> TensorSour
     with ThreadPoolExecutor(16) as pool:
         decoded = list(pool.map(decode, range(len(source))))
     readable = [i for i, image in enumerate(decoded) if image is not None]
+    if not readable:
+        raise DataError("no readable image in the training set: every one failed to decode")
     sizes = {tuple(decoded[i].shape[:-3:-1]) for i in readable}
-    if len(sizes) != 1:
-        found = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3]) or "no readable image"
+    if len(sizes) > 1:
+        found = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3])
         raise DataError(
             f"--crops-on-device needs training images of one size; found {found}: resize them "
             "first, or leave the crops to the DataLoader workers (--no-crops-on-device)"
@@ -977,8 +982,9 @@ class EpochSampler(Sampler):
 
 class DeviceCrops:
     """The DataLoader's stand-in for images held in memory: the sampler's batches of (epoch, index)
-    keys become pairs of crops made on the device, a batch at a time, each pair's randomness drawn
-    from (seed, epoch, batch). It yields what the DataLoader yields: (crops_1, crops_2, unreadable)."""
+    keys become pairs of crops made on the device, a batch at a time, each batch's randomness drawn
+    from (seed, epoch, batch, rank). It yields what the DataLoader yields: (crops_1, crops_2,
+    unreadable)."""
 
     def __init__(
         self,
@@ -998,12 +1004,11 @@ class DeviceCrops:
         return len(self.sampler) // self.batch_size
 
     def __iter__(self):
-        keys, device = list(self.sampler), self.images.device
-        first_batch = self.sampler.start_batch
-        for batch, start in enumerate(range(0, len(keys), self.batch_size), start=first_batch):
-            epoch = keys[start][0]
-            indices = torch.tensor([index for _, index in keys[start : start + self.batch_size]])
-            images = self.images[indices.to(device)]
+        epoch, first_batch, device = self.sampler.epoch, self.sampler.start_batch, self.images.device
+        # The epoch's order, copied to the device once: a copy per batch would wait for the GPU.
+        order = torch.tensor([index for _, index in self.sampler], device=device)
+        for batch, indices in enumerate(order.split(self.batch_size), start=first_batch):
+            images = self.images[indices]
             generator = torch.Generator(device).manual_seed(sample_seed(self.seed, epoch, batch, self.rank))
             crops_1 = crop_and_flip_batch(images, self.input_size, generator)
             crops_2 = crop_and_flip_batch(images, self.input_size, generator)
@@ -1270,8 +1275,8 @@ def resume(
 
 def has_fast_bf16(device: torch.device) -> bool:
     """Whether the device computes in bf16 natively; a CPU without AVX512-BF16 or AMX emulates it."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # Ampere (compute capability 8.0) and later; older GPUs emulate it
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return False
