@@ -26,6 +26,11 @@ def crop_statistics(boxes: torch.Tensor, height: int, width: int) -> dict[str, f
     }
 
 
+def as_boxes(crops) -> torch.Tensor:
+    """(top, left, height, width) crops, as the (left, top, right, bottom) boxes of the batched path."""
+    return torch.tensor([[left, top, left + w, top + h] for top, left, h, w in crops], dtype=torch.float)
+
+
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (24, 40), (8, 64)])
 def test_boxes_follow_torchvisions_random_resized_crop(byol, height, width):
     """(8, 64): the aspect ratio is out of range, so many crops fall back to the central one."""
@@ -35,26 +40,14 @@ def test_boxes_follow_torchvisions_random_resized_crop(byol, height, width):
     assert (boxes[:, 2:] > boxes[:, :2]).all() and torch.equal(boxes, boxes.round())
     torch.manual_seed(0)
     image = torch.zeros(3, height, width)
-    torchvision_boxes = torch.tensor(
-        [
-            [left, top, left + w, top + h]
-            for top, left, h, w in (
-                T.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)
-            )
-        ],
-        dtype=torch.float,
+    torchvision_boxes = as_boxes(
+        T.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)
     )
     ours = crop_statistics(boxes, height, width)
     assert ours == pytest.approx(crop_statistics(torchvision_boxes, height, width), abs=0.01)
     # the per-image crops of the DataLoader workers draw from the same distribution
     rng = random.Random(0)
-    python_boxes = torch.tensor(
-        [
-            [left, top, left + w, top + h]
-            for top, left, h, w in (byol.random_resized_crop_box(height, width, rng) for _ in range(n))
-        ],
-        dtype=torch.float,
-    )
+    python_boxes = as_boxes(byol.random_resized_crop_box(height, width, rng) for _ in range(n))
     assert ours == pytest.approx(crop_statistics(python_boxes, height, width), abs=0.01)
 
 
