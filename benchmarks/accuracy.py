@@ -15,8 +15,8 @@ in bf16 autocast where the device computes in bf16 natively (as the examples' ow
 - linear probe: the same features, standardised; a linear layer trained on the training images with
   full-batch L-BFGS (200 iterations, L2 penalty 1e-4), evaluated on the test images.
 
-Writes benchmarks/results/accuracy-NAME.json and, beside it, the run's metrics as
-accuracy-NAME.metrics.jsonl.
+Writes benchmarks/results/accuracy-NAME.json (or into --results-dir) and, beside it, the run's metrics
+as accuracy-NAME.metrics.jsonl.
 """
 
 import argparse
@@ -93,7 +93,13 @@ def main() -> None:
         sys.exit("usage: accuracy.py [options] -- TRAINING COMMAND (see --help)")
     split = sys.argv.index("--")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True, help="results go to benchmarks/results/accuracy-NAME.*")
+    parser.add_argument("--name", required=True, help="results go to RESULTS_DIR/accuracy-NAME.*")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="where the results go (default: benchmarks/results; tuning runs: benchmarks/results/tuning)",
+    )
     parser.add_argument("--train", required=True, help="training image folder (kNN bank, probe training)")
     parser.add_argument("--test", required=True, help="test image folder with the same classes")
     parser.add_argument("--train-images", type=int, default=None, help="random subset, as the run used")
@@ -146,9 +152,9 @@ def main() -> None:
         "knn_top1": knn,
         "linear_top1": linear,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"accuracy-{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    shutil.copy(output_dir / "metrics.jsonl", RESULTS / f"accuracy-{args.name}.metrics.jsonl")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"accuracy-{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    shutil.copy(output_dir / "metrics.jsonl", args.results_dir / f"accuracy-{args.name}.metrics.jsonl")
     print(json.dumps(result, indent=2))
 
 

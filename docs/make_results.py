@@ -7,7 +7,9 @@ Reads, from --results-dir:
 - ``throughput-<machine>.json``: images/s of the reference example and of ours on one machine
   (written by benchmarks/throughput.py);
 - ``accuracy-<name>.json``: one training run's settings, wall-clock time and kNN / linear accuracy,
-  with ``accuracy-<name>.metrics.jsonl`` beside it, the run's metrics.jsonl (one JSON object per epoch).
+  with ``accuracy-<name>.metrics.jsonl`` beside it, the run's metrics.jsonl (one JSON object per epoch);
+- ``tuning/accuracy-<name>.json``: the same for the short runs that chose the defaults, shown as one
+  table of the settings each run changed and what it reached.
 
 Writes, into --output-dir, ``results.inc`` (reStructuredText, included by docs/results.rst) and
 ``training-curves.png`` (kNN accuracy and loss against epochs and against wall-clock minutes). Without
@@ -63,20 +65,26 @@ def read_metrics(path: Path) -> list[dict]:
     return [rows[epoch] for epoch in sorted(rows)]
 
 
-def load_results(results_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(throughput results, accuracy results), sorted by file name, each with its 'name'."""
-    throughput, accuracy = [], []
-    if not results_dir.is_dir():
-        return throughput, accuracy
-    for path in sorted(results_dir.glob("throughput-*.json")):
-        result = read_json(path, THROUGHPUT_REQUIRED)
-        throughput.append({**result, "name": path.stem.removeprefix("throughput-")})
+def load_accuracy(results_dir: Path) -> list[dict]:
+    """The accuracy results in a folder, sorted by file name, each with its 'name' and 'metrics'."""
+    accuracy = []
     for path in sorted(results_dir.glob("accuracy-*.json")):
         result = read_json(path, ACCURACY_REQUIRED)
         metrics_path = path.with_name(path.stem + ".metrics.jsonl")
         metrics = read_metrics(metrics_path) if metrics_path.exists() else []
         accuracy.append({**result, "name": path.stem.removeprefix("accuracy-"), "metrics": metrics})
-    return throughput, accuracy
+    return accuracy
+
+
+def load_results(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(throughput results, accuracy results, tuning results), each sorted by file name."""
+    if not results_dir.is_dir():
+        return [], [], []
+    throughput = []
+    for path in sorted(results_dir.glob("throughput-*.json")):
+        result = read_json(path, THROUGHPUT_REQUIRED)
+        throughput.append({**result, "name": path.stem.removeprefix("throughput-")})
+    return throughput, load_accuracy(results_dir), load_accuracy(results_dir / "tuning")
 
 
 # Formatting: numbers as a reader wants them, and "n/a" where a value was not measured.
@@ -283,6 +291,62 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     return lines
 
 
+def command_options(command: str) -> list[tuple[str, str | None]]:
+    """The ``--flag value`` pairs of a command line, in order (value None for a bare switch)."""
+    tokens = command.split()
+    options = []
+    for index, token in enumerate(tokens):
+        if token.startswith("--"):
+            value = tokens[index + 1] if index + 1 < len(tokens) else None
+            options.append((token, None if value is None or value.startswith("--") else value))
+    return options
+
+
+def tuning_section(tuning: list[dict]) -> list[str]:
+    """One table of the short runs that chose the defaults: what each changed, what it reached."""
+    if not tuning:
+        return []
+    options = [command_options(str(result["command"])) for result in tuning]
+    shared = set.intersection(*(set(run) for run in options))
+    first = str(tuning[0]["command"]).split()
+    program = " ".join(first[: next((i for i, t in enumerate(first) if t.startswith("--")), len(first))])
+    common = " ".join(
+        f"{flag} {value}" if value else flag for flag, value in options[0] if (flag, value) in shared
+    )
+    lines = [
+        "Tuning runs",
+        "~~~~~~~~~~~",
+        "",
+        "Short runs, each changing one or two settings of the same command, that chose the defaults;",
+        "from ``benchmarks/results/tuning/``. Evaluation as above. Differences of about one point are",
+        "within the noise of the test images. Every run shares:",
+        "",
+        ".. code-block:: bash",
+        "",
+        f"   {program} {common}".rstrip(),
+        "",
+    ]
+    rows = []
+    for result, run in zip(tuning, options):
+        changed = " ".join(
+            f"{flag} {value}" if value else flag for flag, value in run if (flag, value) not in shared
+        )
+        losses = [row["loss"] for row in result["metrics"] if is_number(row.get("loss"))]
+        rows.append(
+            [
+                result["name"],
+                changed or "(the shared command)",
+                plain(result["device"]) + (f", {result['precision']}" if result.get("precision") else ""),
+                percent(result["knn_top1"]),
+                percent(result.get("linear_top1")),
+                f"{losses[-1]:.3f}" if losses else "n/a",
+                pair(result.get("train_wall_s"), result.get("total_wall_s"), "{:.1f}", scale=1 / 60),
+            ]
+        )
+    header = ["run", "settings changed", "device", "kNN top-1", "linear top-1", "last loss", "minutes"]
+    return [*lines, *list_table("Tuning runs", header, rows)]
+
+
 def curve(metrics: list[dict], key: str) -> tuple[list[float], list[float], list[float]]:
     """(epochs, minutes, values) of the rows that hold `key`; minutes is nan where not recorded."""
     rows = [row for row in metrics if is_number(row.get(key))]
@@ -328,7 +392,7 @@ def plot_curves(accuracy: list[dict], path: Path) -> bool:
 
 def generate(results_dir: Path, output_dir: Path) -> list[Path]:
     """Write the page's include and plots; return the paths written."""
-    throughput, accuracy = load_results(results_dir)
+    throughput, accuracy, tuning = load_results(results_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     curves_path = output_dir / CURVES
     curves_path.unlink(missing_ok=True)  # a plot of results that no longer exist must not stay
@@ -338,6 +402,7 @@ def generate(results_dir: Path, output_dir: Path) -> list[Path]:
         "",
         *throughput_section(throughput),
         *accuracy_section(accuracy, CURVES if has_curves else None),
+        *tuning_section(tuning),
     ]
     include = output_dir / INCLUDE
     include.write_text("\n".join(lines).rstrip("\n") + "\n")

@@ -74,6 +74,19 @@ def make_results():
     return load_script(SCRIPT, "make_results")
 
 
+TUNING_COMMAND = "python examples/pytorch/byol.py --data cifar10 --input-size 16 --epochs 8"
+
+
+def write_tuning(directory, changes: dict[str, str]) -> None:
+    """Short tuning runs in directory/tuning, one per {name: flags added to TUNING_COMMAND}."""
+    (directory / "tuning").mkdir(parents=True, exist_ok=True)
+    for index, (name, flags) in enumerate(changes.items()):
+        result = {**ACCURACY, "command": f"{TUNING_COMMAND} {flags}".strip(), "knn_top1": 0.3 + index / 100}
+        (directory / "tuning" / f"accuracy-{name}.json").write_text(json.dumps(result))
+        lines = [json.dumps(row) for row in metrics_rows(2, 1.0)]
+        (directory / "tuning" / f"accuracy-{name}.metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
 def write_results(directory, accuracy=True, metrics=True):
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "throughput-h100.json").write_text(json.dumps(THROUGHPUT))
@@ -157,10 +170,36 @@ def test_accuracy_without_metrics_has_no_plot(make_results, tmp_path):
     assert "72.4\u00a0%" in rst and "No metrics.jsonl for: pytorch-cifar10" in rst
 
 
+def test_tuning_runs_show_what_each_changed(make_results, tmp_path):
+    results = write_results(tmp_path / "results")
+    write_tuning(results, {"a-lr0.2": "--lr 0.2", "b-lr0.1": "--lr 0.1", "c-tau": "--lr 0.1 --tau-base 0.98"})
+    make_results.generate(results, tmp_path / "out")
+    rst = (tmp_path / "out" / "results.inc").read_text()
+    tuning = rst[rst.index("Tuning runs") :]
+    assert f"   {TUNING_COMMAND}\n" in tuning  # the settings every run shares, once
+    rows = [line.strip() for line in tuning.splitlines() if line.startswith(("   * - ", "     - "))]
+    header = ["* - run", "- settings changed", "- device", "- kNN top-1", "- linear top-1", "- last loss"]
+    assert rows[:7] == [*header, "- minutes"]
+    assert rows[7:10] == ["* - a-lr0.2", "- --lr 0.2", "- NVIDIA H200"]
+    assert rows[10:12] == ["- 30.0\u00a0%", "- n/a"]
+    assert rows[12] == "- 1.000"  # the loss of the last epoch
+    assert rows[14:16] == ["* - b-lr0.1", "- --lr 0.1"]
+    assert rows[21:23] == ["* - c-tau", "- --lr 0.1 --tau-base 0.98"]
+    # the tuning runs stay out of the main table and the curves
+    assert "a-lr0.2" not in rst[: rst.index("Tuning runs")]
+
+
+def test_without_tuning_runs_no_tuning_table(make_results, tmp_path):
+    make_results.generate(write_results(tmp_path / "results"), tmp_path / "out")
+    assert "Tuning runs" not in (tmp_path / "out" / "results.inc").read_text()
+
+
 def test_generated_rst_builds_without_warnings(make_results, tmp_path):
     """The include, with tables, commands and plot, is valid RST for Sphinx under -W."""
     source = tmp_path / "site"
-    make_results.generate(write_results(tmp_path / "results"), source / "results")
+    results = write_results(tmp_path / "results")
+    write_tuning(results, {"lr0.2": "--lr 0.2", "lr0.1": "--lr 0.1"})
+    make_results.generate(results, source / "results")
     (source / "conf.py").write_text("")
     (source / "index.rst").write_text("Results\n=======\n\n.. include:: results/results.inc\n")
     result = subprocess.run(
