@@ -28,7 +28,7 @@ GPU=$(python3 -c "import torch; print(torch.cuda.get_device_name().lower().repla
 WORKERS=$(( $(nproc) - 1 ))
 
 step "1. throughput"
-timeout 170 python3 benchmarks/throughput.py --data $DATA/train --batch-size 256 --workers $WORKERS \
+timeout 200 python3 benchmarks/throughput.py --data $DATA/train --batch-size 256 --workers $WORKERS \
   --warmup 10 --steps 50 || echo "FAILED: throughput"
 pack
 

@@ -131,16 +131,21 @@ def measure_ours(
     return timed(repeat_epochs(loader, sampler), step, args.warmup, args.steps, args.batch_size, device)
 
 
+def device_views(byol, source, args, device, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of both views, augmented on the device."""
+    dataset = byol.TwoViewDataset(source, 32, 0)
+    pairs = [dataset[(0, i)] for i in range(args.batch_size)]
+    images_1, images_2 = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    return byol.augment_views(
+        images_1, images_2, 0, Namespace(seed=0, blur=False, compile=False), device, mean, std
+    )
+
+
 def measure_ceiling(byol, source, config, args, device, mean, std, bf16=None) -> float:
     """Our training step alone, on one batch of views already augmented on the device."""
     model, optimizer = our_model(byol, config, device)
     bf16 = byol.has_fast_bf16(device) if bf16 is None else bf16
-    dataset = byol.TwoViewDataset(source, 32, 0)
-    pairs = [dataset[(0, i)] for i in range(args.batch_size)]
-    images_1, images_2 = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    views = byol.augment_views(
-        images_1, images_2, 0, Namespace(seed=0, blur=False, compile=False), device, mean, std
-    )
+    views = device_views(byol, source, args, device, mean, std)
     forever = iter(lambda: views, None)
     return timed(
         forever,
@@ -150,6 +155,30 @@ def measure_ceiling(byol, source, config, args, device, mean, std, bf16=None) ->
         args.batch_size,
         device,
     )
+
+
+def measure_graphed_ceiling(byol, source, config, args, device, mean, std) -> float | None:
+    """The ceiling step captured once as a CUDA graph and replayed, with lr and tau fixed: what
+    launching the step's few hundred small kernels one by one costs. None if capture fails."""
+    model, optimizer = our_model(byol, config, device)
+    bf16 = byol.has_fast_bf16(device)
+    views = device_views(byol, source, args, device, mean, std)
+    try:
+        # warm-up on a side stream (cuDNN's choice of algorithms, the momentum buffers), then capture
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                byol.training_step(model, optimizer, *views, 0.1, 0.996, device, bf16)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            byol.training_step(model, optimizer, *views, 0.1, 0.996, device, bf16)
+    except RuntimeError as error:
+        print(f"  CUDA graph capture failed: {str(error).splitlines()[0]}")
+        return None
+    forever = itertools.repeat(None)
+    return timed(forever, lambda _: graph.replay(), args.warmup, args.steps, args.batch_size, device)
 
 
 def measure_augmentation(byol, source, args, device, mean, std, compiled: bool) -> float:
@@ -255,7 +284,18 @@ def main() -> None:
                 lambda: measure_ceiling(byol, source, DEFAULT, batch_512, device, mean, std),
             ),
         ]
-    else:  # what the CPU's native bf16 brings (the examples use it where the CPU has it)
+        # what the launch-bound step would gain from CUDA graphs (not used by the examples: measured first)
+        measurements += [
+            (
+                "equal_work_ceiling_cuda_graph",
+                lambda: measure_graphed_ceiling(byol, source, EQUAL_WORK, args, device, mean, std),
+            ),
+            (
+                "ceiling_cuda_graph",
+                lambda: measure_graphed_ceiling(byol, source, DEFAULT, default_args, device, mean, std),
+            ),
+        ]
+    if byol.has_fast_bf16(device):  # what bf16 brings, or costs where the step is launch-bound
         measurements += [
             (
                 "equal_work_fp32",
@@ -283,10 +323,13 @@ def main() -> None:
             print(f"round {round_number} of {args.repeats}", flush=True)
         for name, measure in measurements:
             reset_peak_memory(device)
-            runs[name].append(measure())
+            figure = measure()
+            if figure is None:  # a candidate that could not run here
+                continue
+            runs[name].append(figure)
             memory[name] = max(filter(None, [memory.get(name), peak_memory_mb(device)]), default=None)
             print(f"  {name:<24} {runs[name][-1]:>10,.0f} images/s", flush=True)
-    results = {name: statistics.median(values) for name, values in runs.items()}
+    results = {name: statistics.median(values) for name, values in runs.items() if values}
 
     record = {
         "device": torch.cuda.get_device_name()
