@@ -313,13 +313,26 @@ def tuning_section(tuning: list[dict]) -> list[str]:
     common = " ".join(
         f"{flag} {value}" if value else flag for flag, value in options[0] if (flag, value) in shared
     )
+    test_images = {result.get("test_images") for result in tuning}
+    if len(test_images) == 1 and is_number(next(iter(test_images))):
+        # two standard errors of the difference between two runs' accuracies, from the test sample
+        count = next(iter(test_images))
+        accuracy = sum(result["knn_top1"] for result in tuning) / len(tuning)
+        noise = 200 * math.sqrt(2 * accuracy * (1 - accuracy) / count)
+        evaluation = (
+            f"Evaluation as above, on {count:,} test images: a difference between two runs under "
+            f"{noise:.1f} points is within the noise of the test sample alone (two standard errors), "
+            "and the noise of training (other seeds) comes on top."
+        )
+    else:
+        evaluation = "Evaluation as above."
     lines = [
         "Tuning runs",
         "~~~~~~~~~~~",
         "",
-        "Short runs, each changing one or two settings of the same command, that chose the defaults;",
-        "from ``benchmarks/results/tuning/``. Evaluation as above. Differences of about one point are",
-        "within the noise of the test images. Every run shares:",
+        "Short runs, each changing one or two settings of the same command, to choose the defaults;",
+        f"from ``benchmarks/results/tuning/``. {evaluation} Every run shares (where a run repeats a flag,",
+        "its own value, the later one, wins):",
         "",
         ".. code-block:: bash",
         "",
