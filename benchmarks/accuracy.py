@@ -34,6 +34,22 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+# The resolved settings that make a run's recipe, recorded so that a result still says how it was made
+# after a default changes (its command names only the flags that were given)
+RECIPE = [
+    "backbone",
+    "input_size",
+    "hidden_dim",
+    "proj_dim",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "tau_base",
+    "blur",
+    "crops_on_device",
+    "seed",
+]
 
 
 def load_encoder(path: Path, backbone: str) -> nn.Module:
@@ -143,6 +159,7 @@ def main() -> None:
         "epochs": len(rows),
         "batch_size": batch_size_of(command, settings),
         "precision": settings.get("precision", "fp32"),  # the reference trains in float32
+        "recipe": {key: settings[key] for key in RECIPE if key in settings},
         "train_images": len(train),
         "test_images": len(test),
         "train_wall_s": train_wall,

@@ -225,6 +225,42 @@ def throughput_section(throughput: list[dict]) -> list[str]:
     return lines
 
 
+# How a run's resolved settings read on the page, in the order a reader looks for them
+RECIPE_LABELS = [
+    ("backbone", "{}"),
+    ("input_size", "{} px"),
+    ("hidden_dim", "heads {}"),
+    ("proj_dim", "to {}"),
+    ("lr", "lr {} per 256 images"),
+    ("momentum", "momentum {}"),
+    ("weight_decay", "weight decay {}"),
+    ("warmup_epochs", "warm-up {} epochs (at most a tenth of the run)"),
+    ("tau_base", "tau from {}"),
+    ("blur", "blur {}"),
+    ("crops_on_device", "crops {}"),
+    ("seed", "seed {}"),
+]
+
+
+def recipe_text(recipe: dict) -> str:
+    """'resnet18, 16 px, heads 4096 to 256, lr 0.2 per 256 images, ...' from a run's recorded recipe."""
+    parts = []
+    for key, form in RECIPE_LABELS:
+        if key not in recipe:
+            continue
+        value = recipe[key]
+        if key == "crops_on_device":
+            value = "on the device" if value else "in DataLoader workers"
+        elif isinstance(value, bool):
+            value = "on" if value else "off"
+        text = form.format(value)
+        if key == "proj_dim" and parts and parts[-1].startswith("heads"):
+            parts[-1] += f" {text}"  # "heads 4096 to 256"
+        else:
+            parts.append(text)
+    return ", ".join(parts)
+
+
 def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     lines = ["Accuracy", "--------", ""]
     if not accuracy:
@@ -273,6 +309,8 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
         torch_version = f" (torch {result['torch_version']})" if result.get("torch_version") else ""
         lines += [f"``{result['name']}``{torch_version}:", "", ".. code-block:: bash", ""]
         lines += [f"   {line}" for line in str(result["command"]).splitlines()] + [""]
+        if result.get("recipe"):
+            lines += [f"Its settings, defaults included: {recipe_text(result['recipe'])}.", ""]
     if curves:
         lines += [
             "Training curves",

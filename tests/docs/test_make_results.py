@@ -45,6 +45,7 @@ ACCURACY = {
     "images_per_s": 15012.7,
     "knn_top1": 0.7243,
     "linear_top1": None,
+    "recipe": {"input_size": 32, "hidden_dim": 4096, "proj_dim": 256, "lr": 0.2, "crops_on_device": True},
 }
 
 
@@ -128,6 +129,9 @@ def test_tables_and_plots_from_results(make_results, tmp_path):
     ]
     assert "``pytorch-cifar10`` (torch 2.14.1):" in rst
     assert "   " + ACCURACY["command"] in rst
+    # the settings it resolved, defaults included, from the recipe that accuracy.py records
+    recipe = "32 px, heads 4096 to 256, lr 0.2 per 256 images, crops on the device"
+    assert f"Its settings, defaults included: {recipe}." in rst
     assert ".. image:: /results/training-curves.png" in rst
     png = (tmp_path / "out" / "training-curves.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
