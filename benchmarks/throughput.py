@@ -131,11 +131,16 @@ def measure_ours(
     return timed(repeat_epochs(loader, sampler), step, args.warmup, args.steps, args.batch_size, device)
 
 
-def device_views(byol, source, args, device, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch of both views, augmented on the device."""
+def crop_batch(byol, source, args, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of both views' crops (uint8), on the device."""
     dataset = byol.TwoViewDataset(source, 32, 0)
     pairs = [dataset[(0, i)] for i in range(args.batch_size)]
-    images_1, images_2 = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    return torch.stack([p[0] for p in pairs]).to(device), torch.stack([p[1] for p in pairs]).to(device)
+
+
+def device_views(byol, source, args, device, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of both views, augmented on the device."""
+    images_1, images_2 = crop_batch(byol, source, args, device)
     return byol.augment_views(
         images_1, images_2, 0, Namespace(seed=0, blur=False, compile=False), device, mean, std
     )
@@ -183,10 +188,7 @@ def measure_graphed_ceiling(byol, source, config, args, device, mean, std) -> fl
 
 def measure_augmentation(byol, source, args, device, mean, std, compiled: bool) -> float:
     """The device augmentation of both views alone, on one batch of crops already on the device."""
-    dataset = byol.TwoViewDataset(source, 32, 0)
-    pairs = [dataset[(0, i)] for i in range(args.batch_size)]
-    images_1 = torch.stack([p[0] for p in pairs]).to(device)
-    images_2 = torch.stack([p[1] for p in pairs]).to(device)
+    images_1, images_2 = crop_batch(byol, source, args, device)
     settings, counter = Namespace(seed=0, blur=False, compile=compiled), iter(range(10**9))
     return timed(
         itertools.repeat(None),

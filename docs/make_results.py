@@ -340,6 +340,11 @@ def command_options(command: str) -> list[tuple[str, str | None]]:
     return options
 
 
+def options_text(options: list[tuple[str, str | None]]) -> str:
+    """Option pairs back as command-line text: '--lr 0.1 --no-blur'."""
+    return " ".join(f"{flag} {value}" if value else flag for flag, value in options)
+
+
 def tuning_section(tuning: list[dict]) -> list[str]:
     """One table of the short runs that chose the defaults: what each changed, what it reached."""
     if not tuning:
@@ -348,9 +353,7 @@ def tuning_section(tuning: list[dict]) -> list[str]:
     shared = set.intersection(*(set(run) for run in options))
     first = str(tuning[0]["command"]).split()
     program = " ".join(first[: next((i for i, t in enumerate(first) if t.startswith("--")), len(first))])
-    common = " ".join(
-        f"{flag} {value}" if value else flag for flag, value in options[0] if (flag, value) in shared
-    )
+    common = options_text([option for option in options[0] if option in shared])
     test_images = {result.get("test_images") for result in tuning}
     if len(test_images) == 1 and is_number(next(iter(test_images))):
         # two standard errors of the difference between two runs' accuracies, from the test sample
@@ -379,9 +382,7 @@ def tuning_section(tuning: list[dict]) -> list[str]:
     ]
     rows = []
     for result, run in zip(tuning, options):
-        changed = " ".join(
-            f"{flag} {value}" if value else flag for flag, value in run if (flag, value) not in shared
-        )
+        changed = options_text([option for option in run if option not in shared])
         losses = [row["loss"] for row in result["metrics"] if is_number(row.get("loss"))]
         rows.append(
             [
