@@ -164,10 +164,13 @@ def measure_ceiling(byol, source, config, args, device, mean, std, bf16=None) ->
 
 def measure_graphed_ceiling(byol, source, config, args, device, mean, std) -> float | None:
     """The ceiling step captured once as a CUDA graph and replayed, with lr and tau fixed: what
-    launching the step's few hundred small kernels one by one costs. None if capture or replay fails."""
+    launching the step's few hundred small kernels one by one costs. None if capture or replay fails.
+    Autocast's cache of bf16 weights is off here, as CUDA graphs require: each use of a weight casts it."""
     model, optimizer = our_model(byol, config, device)
     bf16 = byol.has_fast_bf16(device)
     views = device_views(byol, source, args, device, mean, std)
+    cache_enabled = torch.is_autocast_cache_enabled()
+    torch.set_autocast_cache_enabled(False)  # the default of every torch.autocast that follows
     try:
         # warm-up on a side stream (cuDNN's choice of algorithms, the momentum buffers), then capture
         side = torch.cuda.Stream()
@@ -184,6 +187,8 @@ def measure_graphed_ceiling(byol, source, config, args, device, mean, std) -> fl
     except RuntimeError as error:
         print(f"  CUDA graph failed: {str(error).splitlines()[0]}")
         return None
+    finally:
+        torch.set_autocast_cache_enabled(cache_enabled)
 
 
 def measure_augmentation(byol, source, args, device, mean, std, compiled: bool) -> float:
