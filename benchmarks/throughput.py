@@ -101,10 +101,10 @@ def measure_ours(
 ) -> float:
     """Our whole training loop: crops and flips (on the device from `in_memory`, the images decoded
     into memory, else in DataLoader workers), then the device's augmentations, then the step. As the
-    examples do by default, the colour jitter is compiled on GPUs, and the step runs in bf16 where
-    the device computes in bf16 natively."""
+    examples do by default, the colour jitter is compiled on GPUs (unless --no-compile), and the
+    step runs in bf16 where the device computes in bf16 natively."""
     model, optimizer = our_model(byol, config, device)
-    compiled = device.type == "cuda" if compiled is None else compiled
+    compiled = args.compile if compiled is None else compiled
     bf16 = byol.has_fast_bf16(device) if bf16 is None else bf16
     settings = Namespace(seed=0, blur=False, compile=compiled)
     # (decoding into memory skips unreadable images, so the in-memory set may be the smaller)
@@ -205,6 +205,41 @@ def measure_augmentation(byol, source, args, device, mean, std, compiled: bool) 
     )
 
 
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
+def throughput_record(args, device, byol, in_memory, load_s, runs, memory) -> dict:
+    """The JSON record of the figures so far: each loop's median over its rounds, None for a loop
+    not measured (yet, or because it failed)."""
+    results = {name: statistics.median(values) for name, values in runs.items() if values}
+    return {
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
+        "torch_version": torch.__version__,
+        "data": args.data,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "timed_steps": args.steps,
+        "repeats": args.repeats,
+        "bf16": byol.has_fast_bf16(device),
+        "compile": args.compile,
+        "crops_on_device": in_memory is not None,
+        "in_memory_load_s": load_s if in_memory is not None else None,
+        **{f"{name}_images_per_s": results.get(name) for name in CORE},
+        "ratio_equal_work_to_reference": ratio(results.get("equal_work"), results.get("reference")),
+        # each loop against the ceiling of its own model
+        "ratio_equal_work_to_ceiling": ratio(results.get("equal_work"), results.get("equal_work_ceiling")),
+        "ratio_default_to_ceiling": ratio(results.get("default"), results.get("ceiling")),
+        "reference_peak_mem_mb": memory.get("reference"),
+        "equal_work_peak_mem_mb": memory.get("equal_work"),
+        "default_peak_mem_mb": memory.get("default"),
+        "candidates_images_per_s": {k: v for k, v in results.items() if k not in CORE},
+        "rounds_images_per_s": runs,  # every round's figure, of which the above are the medians
+    }
+
+
 def machine_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name().lower().replace(" ", "-")
@@ -236,12 +271,20 @@ def main() -> None:
         "where that model is 8x slower)",
     )
     parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=on_gpu,
+        help="compile our colour augmentations with torch.compile, as the examples do on GPUs "
+        "(default: on with CUDA)",
+    )
+    parser.add_argument(
         "--output", default=None, help="JSON path (default: results/throughput-<machine>.json)"
     )
     args = parser.parse_args()
     device = torch.device("cuda" if on_gpu else "cpu")
-    if on_gpu:
+    if on_gpu:  # as the examples set them
         torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
     byol = load_example()
     source = image_source(args.data, None)
     mean, std = (torch.tensor(v, device=device) for v in byol.IMAGENET_MEAN_STD)
@@ -265,8 +308,7 @@ def main() -> None:
         ("default", lambda: measure_ours(byol, source, DEFAULT, default_args, device, mean, std, in_memory)),
         ("ceiling", lambda: measure_ceiling(byol, source, DEFAULT, default_args, device, mean, std)),
     ]
-    if on_gpu:  # what the defaults owe to the compiled jitter and what batch 512 would give
-        batch_512 = Namespace(**{**vars(default_args), "batch_size": 512})
+    if on_gpu and args.compile:  # what the defaults owe to the compiled jitter
         measurements += [
             (
                 "augmentation_eager",
@@ -282,6 +324,10 @@ def main() -> None:
                     byol, source, DEFAULT, default_args, device, mean, std, in_memory, compiled=False
                 ),
             ),
+        ]
+    if on_gpu:  # what batch 512 would give
+        batch_512 = Namespace(**{**vars(default_args), "batch_size": 512})
+        measurements += [
             (
                 "default_batch_512",
                 lambda: measure_ours(byol, source, DEFAULT, batch_512, device, mean, std, in_memory),
@@ -324,76 +370,49 @@ def main() -> None:
             ),
         ]
     # Rounds of every measurement, so that a slow spell of a shared machine hits all loops alike;
-    # each loop's figure is its median over the rounds.
+    # each loop's figure is its median over the rounds. The JSON is rewritten after every
+    # measurement, so that a run cut short (a time limit, a failure) keeps what it measured.
+    output = Path(args.output) if args.output else RESULTS / f"throughput-{machine_name(device)}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
     runs = {name: [] for name, _ in measurements}
     for round_number in range(1, args.repeats + 1):
         if args.repeats > 1:
             print(f"round {round_number} of {args.repeats}", flush=True)
         for name, measure in measurements:
-            reset_peak_memory(device)
-            figure = measure()
+            try:
+                reset_peak_memory(device)
+                figure = measure()
+            except Exception as error:  # one loop that fails must not cost the others' figures
+                first_line = (str(error).splitlines() or [""])[0]
+                print(f"  {name:<24} FAILED: {type(error).__name__}: {first_line}", flush=True)
+                continue
             if figure is None:  # a candidate that could not run here
                 continue
             runs[name].append(figure)
             memory[name] = max(filter(None, [memory.get(name), peak_memory_mb(device)]), default=None)
             print(f"  {name:<24} {runs[name][-1]:>10,.0f} images/s", flush=True)
-    results = {name: statistics.median(values) for name, values in runs.items() if values}
+            record = throughput_record(args, device, byol, in_memory, load_s, runs, memory)
+            output.write_text(json.dumps(record, indent=2) + "\n")
 
-    record = {
-        "device": torch.cuda.get_device_name()
-        if on_gpu
-        else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
-        "torch_version": torch.__version__,
-        "data": args.data,
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "timed_steps": args.steps,
-        "repeats": args.repeats,
-        "bf16": byol.has_fast_bf16(device),
-        "crops_on_device": in_memory is not None,
-        "in_memory_load_s": load_s if in_memory is not None else None,
-        "reference_images_per_s": results["reference"],
-        "equal_work_images_per_s": results["equal_work"],
-        "default_images_per_s": results["default"],
-        "ceiling_images_per_s": results["ceiling"],
-        "equal_work_ceiling_images_per_s": results["equal_work_ceiling"],
-        "ratio_equal_work_to_reference": results["equal_work"] / results["reference"],
-        # each loop against the ceiling of its own model
-        "ratio_equal_work_to_ceiling": results["equal_work"] / results["equal_work_ceiling"],
-        "ratio_default_to_ceiling": results["default"] / results["ceiling"],
-        "reference_peak_mem_mb": memory["reference"],
-        "equal_work_peak_mem_mb": memory["equal_work"],
-        "default_peak_mem_mb": memory["default"],
-        "candidates_images_per_s": {k: v for k, v in results.items() if k not in CORE},
-        "rounds_images_per_s": runs,  # every round's figure, of which the above are the medians
-    }
-    output = Path(args.output) if args.output else RESULTS / f"throughput-{machine_name(device)}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
+    record = throughput_record(args, device, byol, in_memory, load_s, runs, memory)
     output.write_text(json.dumps(record, indent=2) + "\n")
-
     print(f"\n{'loop':<22}{'images/s':>12}{'peak MB':>10}{'x reference':>13}{'of ceiling':>12}")
+    images_per_s = record["candidates_images_per_s"] | {key: record[f"{key}_images_per_s"] for key in CORE}
     rows = [
-        ("reference (lightly)", "reference", 1.0, None),
-        (
-            "ours, equal work",
-            "equal_work",
-            record["ratio_equal_work_to_reference"],
-            record["ratio_equal_work_to_ceiling"],
-        ),
-        (
-            "ours, defaults",
-            "default",
-            results["default"] / results["reference"],
-            record["ratio_default_to_ceiling"],
-        ),
+        ("reference (lightly)", "reference", "reference", None),
+        ("ours, equal work", "equal_work", "reference", "equal_work_ceiling"),
+        ("ours, defaults", "default", "reference", "ceiling"),
         ("ceiling, equal work", "equal_work_ceiling", None, None),
         ("ceiling, defaults", "ceiling", None, None),
     ]
-    for label, key, vs_reference, vs_ceiling in rows:
-        mem = f"{memory[key]:,.0f}" if memory[key] is not None else "-"
+    for label, key, reference, ceiling in rows:
+        mem = f"{memory[key]:,.0f}" if memory.get(key) is not None else "-"
+        figure = f"{images_per_s[key]:,.0f}" if images_per_s[key] is not None else "FAILED"
+        vs_reference = ratio(images_per_s[key], images_per_s.get(reference))
+        vs_ceiling = ratio(images_per_s[key], images_per_s.get(ceiling))
         ref = f"{vs_reference:.2f}x" if vs_reference is not None else ""
         ceil = f"{100 * vs_ceiling:.0f} %" if vs_ceiling is not None else ""
-        print(f"{label:<22}{results[key]:>12,.0f}{mem:>10}{ref:>13}{ceil:>12}")
+        print(f"{label:<22}{figure:>12}{mem:>10}{ref:>13}{ceil:>12}")
     print(f"\nwritten to {output}")
 
 
