@@ -148,6 +148,17 @@ def test_colour_jitter_probability(byol):
     assert abs(untouched - 0.2) < 0.012
 
 
+def test_scaled_blur_barely_changes_cifar_sized_views(byol):
+    # what --blur's help says: the paper's largest sigma (2 px at 224 px), scaled to the input size
+    changes = {}
+    for size in (16, 32, 224):
+        images = random_images(batch=4, size=size)
+        sigma = torch.full((4,), 2.0 * size / 224)
+        blurred = byol.gaussian_blur(images, sigma, byol.blur_kernel_size(size))
+        changes[size] = (blurred - images).abs().max().item()
+    assert changes[16] < 1e-6 and 1e-3 < changes[32] < 0.01 and changes[224] > 0.1
+
+
 def test_blur_is_off_at_32_px_by_default_and_scaled_above(byol):
     assert byol.parse_args(["--input-size", "32"]).blur is None  # decided in train(): off at 32 px
     assert byol.blur_kernel_size(224) == 23
