@@ -89,6 +89,67 @@ def test_batch_larger_than_the_dataset(tmp_path):
     assert_fails_with(result, "--batch-size 64", "32 training images")
 
 
+def test_more_training_images_asked_for_than_the_data_has(tmp_path):
+    result = run_script(
+        PYTORCH_SCRIPT,
+        "--data",
+        "synthetic",
+        "--synthetic-images",
+        "32",
+        "--train-images",
+        "50",
+        "--output-dir",
+        str(tmp_path / "o"),
+        *TINY,
+    )
+    assert_fails_with(result, "--train-images 50", "only 32")
+
+
+def test_flat_training_folder_cannot_serve_a_validation_folder(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in write_image_folder(tmp_path / "labelled").rglob("*.png"):
+        (flat / f"{image.parent.name}-{image.name}").write_bytes(image.read_bytes())
+    result = run_script(
+        PYTORCH_SCRIPT,
+        "--data",
+        str(flat),
+        "--val",
+        str(tmp_path / "labelled"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        *TINY,
+    )
+    assert_fails_with(result, "has no class subfolders", "memory bank")
+
+
+def test_synthetic_data_with_a_validation_folder_of_other_classes(tmp_path):
+    val = write_image_folder(tmp_path / "val")
+    result = run_script(
+        PYTORCH_SCRIPT, "--data", "synthetic", "--val", str(val), "--output-dir", str(tmp_path / "o"), *TINY
+    )
+    assert_fails_with(result, "classes of --data and --val differ", "cats")
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x"])
+def test_unknown_device_name(tmp_path, name):
+    result = run_script(
+        PYTORCH_SCRIPT, "--data", "synthetic", "--device", name, "--output-dir", str(tmp_path)
+    )
+    assert_fails_with(result, f"--device {name}", "not a device name")
+
+
+def test_resume_after_the_training_folder_changed_size(tmp_path):
+    data = write_image_folder(tmp_path / "train", per_class=8)
+    args = ["--data", str(data), "--batch-size", "4", "--output-dir", str(tmp_path / "o"), *TINY]
+    assert run_script(PYTORCH_SCRIPT, *args).returncode == 0  # 16 images: 4 steps per epoch
+    write_image_folder(tmp_path / "more", per_class=4)
+    for image in (tmp_path / "more").rglob("*.png"):  # 24 images: 6 steps per epoch
+        image.rename(data / image.parent.name / f"new-{image.name}")
+    result = run_script(PYTORCH_SCRIPT, *args, "--resume")
+    assert_fails_with(result, "cannot resume", "4 steps", "6", "number of training images changed")
+
+
 def test_unknown_option(tmp_path):
     result = run_script(PYTORCH_SCRIPT, "--epoch", "3", "--output-dir", str(tmp_path))
     assert_fails_with(result, "unrecognized arguments", "--epoch", status=2)
@@ -104,6 +165,9 @@ def test_unknown_option(tmp_path):
         ("--knn-t", "-1"),
         ("--synthetic-images", "zero"),
         ("--tau-base", "1.5"),
+        ("--batch-size", "1"),  # BatchNorm needs two images: a batch of one would skip every step
+        ("--seed", "-1"),
+        ("--seed", "99999999999999999999"),  # beyond what torch.manual_seed takes
     ],
 )
 def test_non_positive_or_malformed_numbers(tmp_path, flag, value):

@@ -228,6 +228,31 @@ def test_existing_run_needs_resume_or_overwrite(lightning, lightning_run, tmp_pa
     assert "already holds a run" in str(error.value.code)
 
 
+def test_resume_without_a_checkpoint_does_not_start_over_an_old_run(lightning, lightning_run, tmp_path):
+    (tmp_path / "metrics.jsonl").write_bytes((lightning_run / "metrics.jsonl").read_bytes())
+    with pytest.raises(SystemExit) as error:
+        lightning.main([*RUN, "--output-dir", str(tmp_path), "--resume"])
+    assert "without checkpoint-last.pt" in str(error.value.code)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == (lightning_run / "metrics.jsonl").read_bytes()
+
+
+def test_plain_script_refuses_a_lightning_checkpoint(byol, lightning_run, tmp_path):
+    (tmp_path / "checkpoint-last.pt").write_bytes((lightning_run / "checkpoint-last.pt").read_bytes())
+    with pytest.raises(SystemExit) as error:
+        byol.main([*RUN, "--output-dir", str(tmp_path), "--resume"])
+    assert "not a checkpoint of this script" in str(error.value.code)
+
+
+def test_resume_refuses_a_checkpoint_with_other_steps_per_epoch(lightning, lightning_run):
+    """As after images were added to the training folder: the epoch's buffers would not fit."""
+    path = lightning_run / "checkpoint-last.pt"
+    args = lightning.parse_args([*RUN, "--crops-on-device"])  # as the run settled it for its data
+    steps_per_epoch = len(torch.load(path, weights_only=True)["epoch_losses"])
+    assert lightning.check_checkpoint(path, args, steps_per_epoch) > 0
+    with pytest.raises(lightning.DataError, match=f"have {steps_per_epoch} steps, this run's 7: the number"):
+        lightning.check_checkpoint(path, args, 7)
+
+
 def test_same_settings_and_defaults_as_plain_pytorch(byol, lightning, distributed):
     plain = vars(byol.parse_args([]))
     assert vars(lightning.parse_args([])) == {**plain, "output_dir": "runs/pytorch_lightning"}

@@ -110,6 +110,25 @@ def test_resume_refuses_changed_settings(byol, finished_run, tmp_path, capsys):
     assert "--lr" in str(error.value.code) and "cannot resume" in str(error.value.code)
 
 
+def test_resume_without_a_checkpoint_does_not_start_over_an_old_run(byol, finished_run, tmp_path):
+    for name in ("metrics.jsonl", "backbone.pt"):  # a run whose checkpoint was deleted
+        (tmp_path / name).write_bytes((finished_run / name).read_bytes())
+    with pytest.raises(SystemExit) as error:
+        train(byol, tmp_path, "--resume")
+    assert "without checkpoint-last.pt" in str(error.value.code) and "--overwrite" in str(error.value.code)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == (finished_run / "metrics.jsonl").read_bytes()
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_crash(byol, finished_run, data_path, tmp_path, capsys):
+    for name in ("metrics.jsonl", "checkpoint-last.pt"):
+        (tmp_path / name).write_bytes((finished_run / name).read_bytes())
+    with open(tmp_path / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"epoch": 4, "step": 1')
+    train(byol, tmp_path, "--num-workers", "0", data_path, "--resume")  # the run had ended: nothing to train
+    assert "dropped an incomplete line" in capsys.readouterr().out
+    assert read_metrics(tmp_path) == read_metrics(finished_run)
+
+
 def test_stop_request_in_the_last_step_lets_the_run_finish(byol, tmp_path, monkeypatch):
     interrupt_at(byol, monkeypatch, 11)  # the 12th and last step
     train(byol, tmp_path, "--num-workers", "0")  # no SystemExit: nothing is left to resume

@@ -139,6 +139,20 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def batch_size_value(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, as BatchNorm needs two images, got {text}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**63), got {text}")
+    return value
+
+
 def tau_value(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -256,7 +270,7 @@ def build_parser() -> ArgumentParser:
     optim.add_argument("--epochs", type=positive_int, default=100, help="passes over the training set")
     optim.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=batch_size_value,
         default=512,
         help="images per step and process; the global batch is batch-size x the number of processes",
     )
@@ -294,7 +308,8 @@ def build_parser() -> ArgumentParser:
     run.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run saved in --output-dir/checkpoint-last.pt (starts afresh if none)",
+        help="continue the run saved in --output-dir/checkpoint-last.pt (in an empty --output-dir: "
+        "start a new one)",
     )
     run.add_argument(
         "--overwrite",
@@ -362,7 +377,7 @@ def build_parser() -> ArgumentParser:
         help="bf16 mixed precision or float32 (default: bf16 on GPUs and CPUs that compute in bf16 "
         "natively, with AVX512-BF16 or AMX, where it is about 1.5-2x faster; float32 elsewhere)",
     )
-    run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    run.add_argument("--seed", type=seed_value, default=0, help="seed of every random draw")
     return parser
 
 
@@ -1128,13 +1143,17 @@ def load_data(args: argparse.Namespace) -> Data:
         val = FolderSource(args.val)
         if not val.labelled:
             raise DataError(f"--val {args.val} needs class subfolders: the kNN monitor needs labels")
-    if val is not None and args.data not in ("synthetic", "cifar10") and train.classes != val.classes:
-        raise DataError(f"the classes of --data and --val differ: {train.classes} and {val.classes}")
     if val is not None and not train.labelled:
         raise DataError(f"--data {args.data} has no class subfolders, so it cannot serve as kNN memory bank")
+    if val is not None and train.classes != val.classes:
+        raise DataError(f"the classes of --data and --val differ: {train.classes} and {val.classes}")
     if args.train_images is not None:
+        if args.train_images > len(train):
+            raise DataError(f"--train-images {args.train_images}: --data has only {len(train)} images")
         train = Subset(train, args.train_images, args.seed)
     if args.val_images is not None and val is not None:
+        if args.val_images > len(val):
+            raise DataError(f"--val-images {args.val_images}: the validation set has only {len(val)} images")
         val = Subset(val, args.val_images, args.seed)
     if args.crops_on_device is None:
         args.crops_on_device = fits_on_device(train)
@@ -1336,11 +1355,14 @@ def prepare_output_dir(args: argparse.Namespace, rank: int) -> Path:
     previous_run = [
         output_dir / name for name in (CHECKPOINT, METRICS, BACKBONE, LOGS) if (output_dir / name).exists()
     ]
-    if previous_run and not args.resume:
+    resumable = args.resume and (output_dir / CHECKPOINT).exists()
+    if previous_run and not resumable:
         if not args.overwrite:
+            what = f"a run without {CHECKPOINT}" if args.resume else f"a run ({previous_run[0].name})"
+            hint = "" if args.resume else "--resume to continue it, "
             raise DataError(
-                f"{output_dir} already holds a run ({previous_run[0].name}): pass --resume to continue it, "
-                "--overwrite to replace it, or another --output-dir"
+                f"{output_dir} already holds {what}: pass {hint}--overwrite to replace it, "
+                "or another --output-dir"
             )
         for path in previous_run if rank == 0 else []:  # the others only check
             if path.is_dir():
@@ -1356,7 +1378,7 @@ def prepare_output_dir(args: argparse.Namespace, rank: int) -> Path:
     return output_dir
 
 
-def check_checkpoint(path: Path, args: argparse.Namespace, world_size: int) -> int:
+def check_checkpoint(path: Path, args: argparse.Namespace, world_size: int, steps_per_epoch: int) -> int:
     """Refuse a checkpoint that holds pickled objects or was made with other settings; return its step."""
     checkpoint = load_checkpoint(path)
     if checkpoint.get("world_size", 1) != world_size:  # the global batch sets the steps and the lr
@@ -1372,14 +1394,29 @@ def check_checkpoint(path: Path, args: argparse.Namespace, world_size: int) -> i
             "cannot resume: the checkpoint was made with other settings: "
             + ", ".join(f"--{k.replace('_', '-')} {checkpoint['args'].get(k)}" for k in changed)
         )
+    if len(checkpoint["epoch_losses"]) != steps_per_epoch:
+        raise DataError(
+            f"cannot resume: the checkpoint's epochs have {len(checkpoint['epoch_losses'])} steps, this "
+            f"run's {steps_per_epoch}: the number of training images changed"
+        )
     return checkpoint["step"]
 
 
 def forget_metrics_after(step: int, output_dir: Path) -> None:
-    """Drop the metrics of epochs that the checkpoint does not include (written after it, before a crash)."""
+    """Drop the metrics of epochs that the checkpoint does not include (written after it, before a
+    crash), and a line that a crash cut short."""
     metrics_path = output_dir / METRICS
     lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
-    metrics_path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= step))
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            print(f"warning: dropped an incomplete line of {metrics_path}: {line[:60]}")
+            continue
+        if row["step"] <= step:
+            kept.append(line)
+    metrics_path.write_text("".join(line + "\n" for line in kept))
 
 
 # %%
@@ -1960,7 +1997,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     checkpoint_path, resume_from = output_dir / CHECKPOINT, None
     if args.resume and checkpoint_path.exists():
-        step = check_checkpoint(checkpoint_path, args, world_size)
+        step = check_checkpoint(checkpoint_path, args, world_size, module.steps_per_epoch)
         if rank == 0:
             forget_metrics_after(step, output_dir)
         resume_from = checkpoint_path
