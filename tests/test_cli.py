@@ -182,6 +182,15 @@ def test_existing_run_is_not_overwritten(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1, "step": 1}\n'
 
 
+def test_overwrite_with_a_mistyped_data_folder_keeps_the_old_run(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "step": 1}\n')
+    result = run_script(
+        PYTORCH_SCRIPT, "--data", str(tmp_path / "tarin"), "--output-dir", str(tmp_path), "--overwrite", *TINY
+    )
+    assert_fails_with(result, "not found", "tarin")
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1, "step": 1}\n'
+
+
 def test_help_explains_every_flag():
     result = run_script(PYTORCH_SCRIPT, "--help")
     assert result.returncode == 0

@@ -1448,13 +1448,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args.compile = device.type == "cuda"
     if args.precision == "auto":
         args.precision = "bf16" if has_fast_bf16(device) else "fp32"
-    output_dir = prepare_output_dir(args)
     torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
 
     data = load_data(args)
+    # after the data: a mistyped --data must not cost the run that --overwrite would replace
+    output_dir = prepare_output_dir(args)
     mean = torch.tensor(data.mean, device=device)
     std = torch.tensor(data.std, device=device)
     model = BYOL(args.backbone, args.input_size <= 64, args.hidden_dim, args.proj_dim)

@@ -1663,13 +1663,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args.compile = device.type == "cuda"
     if args.precision == "auto":
         args.precision = "bf16" if has_fast_bf16(device) else "fp32"
-    output_dir = prepare_output_dir(args)
     pl.seed_everything(args.seed, verbose=False)  # torch.manual_seed, and Python's and NumPy's seeds
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
 
     data = load_data(args)
+    # after the data: a mistyped --data must not cost the run that --overwrite would replace
+    output_dir = prepare_output_dir(args)
     module = BYOLModule(args, data, output_dir)
     module = module.to(memory_format=torch.channels_last)  # Lightning moves it to the device as it is
 

@@ -1973,7 +1973,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     if accelerator == "cpu" and world_size > 1:
         say("SyncBatchNorm is off: torch supports it only on GPUs; each process normalises its own batch")
-    output_dir = prepare_output_dir(args, rank)
     pl.seed_everything(args.seed, verbose=False)  # the same initial weights in every process
     if accelerator == "gpu":
         torch.backends.cudnn.benchmark = True
@@ -1992,6 +1991,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         )
     if data.val is not None and args.eval_every and len(data.val) < world_size:
         raise DataError(f"the kNN monitor needs at least one validation image per process ({world_size})")
+    # after the data: a mistyped --data must not cost the run that --overwrite would replace
+    output_dir = prepare_output_dir(args, rank)
     module = BYOLModule(args, data, output_dir, world_size)
     module = module.to(memory_format=torch.channels_last)  # Lightning moves it to the device as it is
 
