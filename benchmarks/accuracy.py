@@ -136,9 +136,9 @@ def main() -> None:
     train = byol.FolderSource(args.train)
     test = byol.FolderSource(args.test)
     if args.train_images:
-        train = byol.Subset(train, args.train_images, 0)
+        train = byol.Subset(train, args.train_images, 0, "--train-images")
     if args.test_images:
-        test = byol.Subset(test, args.test_images, 0)
+        test = byol.Subset(test, args.test_images, 0, "--test-images")
     mean = torch.tensor(byol.IMAGENET_MEAN_STD[0], device=device)
     std = torch.tensor(byol.IMAGENET_MEAN_STD[1], device=device)
     encoder = load_encoder(output_dir / "backbone.pt", args.backbone).to(device)

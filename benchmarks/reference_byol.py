@@ -83,7 +83,7 @@ class PILDataset(Dataset):
 def image_source(data: str, train_images: int | None, seed: int = 0):
     byol = load_example()
     source = byol.synthetic_images(1024, seed) if data == "synthetic" else byol.FolderSource(data)
-    return byol.Subset(source, train_images, seed) if train_images else source
+    return byol.Subset(source, train_images, seed, "--train-images") if train_images else source
 
 
 def reference_loader(source, batch_size: int, num_workers: int) -> DataLoader:

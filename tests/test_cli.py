@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import PYTORCH_SCRIPT, run_script
@@ -137,6 +138,14 @@ def test_unknown_device_name(tmp_path, name):
         PYTORCH_SCRIPT, "--data", "synthetic", "--device", name, "--output-dir", str(tmp_path)
     )
     assert_fails_with(result, f"--device {name}", "not a device name")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 1, reason="a machine with several GPUs has a cuda:1")
+def test_gpu_beyond_those_present(tmp_path):
+    result = run_script(
+        PYTORCH_SCRIPT, "--data", "synthetic", "--device", "cuda:1", "--output-dir", str(tmp_path)
+    )
+    assert_fails_with(result, "--device cuda:1", f"sees {torch.cuda.device_count()} CUDA GPU(s)")
 
 
 def test_resume_after_the_training_folder_changed_size(tmp_path):

@@ -274,19 +274,23 @@ def test_devices_and_nodes_default_to_what_the_launcher_started(distributed, mon
         distributed.resolve_launch(distributed.parse_args(["--accelerator", "cpu", "--devices", "4"]))
 
 
-def test_resume_refuses_another_number_of_processes(distributed, two_processes, tmp_path):
-    checkpoint = two_processes[0] / "checkpoint-last.pt"
-    args = distributed.parse_args([*RUN, "--epochs", "3", "--eval-every", "1"])
-    distributed.load_data(args)  # settles what the data decides (--crops-on-device), as a run does
-    assert distributed.check_checkpoint(checkpoint, args, world_size=2, steps_per_epoch=4) == 12
-    with pytest.raises(distributed.DataError, match="made by 2 processes, this run has 1"):
-        distributed.check_checkpoint(checkpoint, args, world_size=1, steps_per_epoch=4)
-
-
-def test_resume_refuses_another_number_of_steps_per_epoch(distributed, two_processes):
-    """As after images were added to the training folder: the epoch's buffers would not fit."""
-    checkpoint = two_processes[0] / "checkpoint-last.pt"
+@pytest.fixture
+def two_process_args(distributed):
+    """The two-process run's settings, with what its data decides (--crops-on-device) settled."""
     args = distributed.parse_args([*RUN, "--epochs", "3", "--eval-every", "1"])
     distributed.load_data(args)
+    return args
+
+
+def test_resume_refuses_another_number_of_processes(distributed, two_processes, two_process_args):
+    checkpoint = two_processes[0] / "checkpoint-last.pt"
+    assert distributed.check_checkpoint(checkpoint, two_process_args, world_size=2, steps_per_epoch=4) == 12
+    with pytest.raises(distributed.DataError, match="made by 2 processes, this run has 1"):
+        distributed.check_checkpoint(checkpoint, two_process_args, world_size=1, steps_per_epoch=4)
+
+
+def test_resume_refuses_another_number_of_steps_per_epoch(distributed, two_processes, two_process_args):
+    """As after images were added to the training folder: the epoch's buffers would not fit."""
+    checkpoint = two_processes[0] / "checkpoint-last.pt"
     with pytest.raises(distributed.DataError, match="have 4 steps, this run's 5: the number of training"):
-        distributed.check_checkpoint(checkpoint, args, world_size=2, steps_per_epoch=5)
+        distributed.check_checkpoint(checkpoint, two_process_args, world_size=2, steps_per_epoch=5)

@@ -784,9 +784,9 @@ class TensorSource:
 class Subset:
     """A random subset of a source, chosen with a seed."""
 
-    def __init__(self, source: FolderSource | TensorSource, size: int, seed: int) -> None:
+    def __init__(self, source: FolderSource | TensorSource, size: int, seed: int, flag: str) -> None:
         if size > len(source):
-            raise DataError(f"asked for {size} images but the data has only {len(source)}")
+            raise DataError(f"{flag} {size}: the data has only {len(source)} images")
         order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))
         self.source, self.indices = source, order[:size].tolist()
         self.labels = [source.labels[i] for i in self.indices]
@@ -1060,13 +1060,9 @@ def load_data(args: argparse.Namespace) -> Data:
     if val is not None and train.classes != val.classes:
         raise DataError(f"the classes of --data and --val differ: {train.classes} and {val.classes}")
     if args.train_images is not None:
-        if args.train_images > len(train):
-            raise DataError(f"--train-images {args.train_images}: --data has only {len(train)} images")
-        train = Subset(train, args.train_images, args.seed)
+        train = Subset(train, args.train_images, args.seed, "--train-images")
     if args.val_images is not None and val is not None:
-        if args.val_images > len(val):
-            raise DataError(f"--val-images {args.val_images}: the validation set has only {len(val)} images")
-        val = Subset(val, args.val_images, args.seed)
+        val = Subset(val, args.val_images, args.seed, "--val-images")
     if args.crops_on_device is None:
         args.crops_on_device = fits_on_device(train)
     if args.crops_on_device:
@@ -1211,6 +1207,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def check_same_run(checkpoint: dict[str, Any], args: argparse.Namespace, steps_per_epoch: int) -> None:
+    """Refuse to resume a run whose settings, or number of steps per epoch, differ from this one's."""
+    changed = [k for k in RESUME_MUST_MATCH if checkpoint["args"].get(k) != getattr(args, k)]
+    if changed:
+        raise DataError(
+            "cannot resume: the checkpoint was made with other settings: "
+            + ", ".join(f"--{k.replace('_', '-')} {checkpoint['args'].get(k)}" for k in changed)
+        )
+    if len(checkpoint["epoch_losses"]) != steps_per_epoch:
+        raise DataError(
+            f"cannot resume: the checkpoint's epochs have {len(checkpoint['epoch_losses'])} steps, this "
+            f"run's {steps_per_epoch}: the number of training images changed"
+        )
+
+
 def prepare_output_dir(args: argparse.Namespace) -> Path:
     output_dir = Path(args.output_dir)
     previous_run = [
@@ -1287,17 +1298,7 @@ def resume(
     checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict) or not {"args", "step", "model", "optimizer"} <= checkpoint.keys():
         raise DataError(f"cannot resume: {path} is not a checkpoint of this script")
-    changed = [k for k in RESUME_MUST_MATCH if checkpoint["args"].get(k) != getattr(args, k)]
-    if changed:
-        raise DataError(
-            "cannot resume: the checkpoint was made with other settings: "
-            + ", ".join(f"--{k.replace('_', '-')} {checkpoint['args'].get(k)}" for k in changed)
-        )
-    if len(checkpoint["epoch_losses"]) != len(losses):
-        raise DataError(
-            f"cannot resume: the checkpoint's epochs have {len(checkpoint['epoch_losses'])} steps, this "
-            f"run's {len(losses)}: the number of training images changed"
-        )
+    check_same_run(checkpoint, args, len(losses))
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     losses.copy_(checkpoint["epoch_losses"])
@@ -1343,10 +1344,10 @@ def pick_device(name: str | None) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise DataError(f"--device {name} is not a device name: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda was asked for, but PyTorch sees no CUDA GPU")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise DataError(f"--device {name} was asked for, but PyTorch sees {torch.cuda.device_count()} GPU(s)")
+        raise DataError(
+            f"--device {name} was asked for, but PyTorch sees {torch.cuda.device_count()} CUDA GPU(s)"
+        )
     return device
 
 
