@@ -66,13 +66,16 @@ def run_script(script: Path, *args: str, timeout: float = 300) -> subprocess.Com
     )
 
 
-def interrupt_at(script: ModuleType, monkeypatch: pytest.MonkeyPatch, step_to_interrupt: int) -> None:
-    """Deliver SIGINT (Ctrl-C) to a script run in this process while the given step is computed."""
-    original = script.learning_rate_at
+def signal_at(
+    script: ModuleType, monkeypatch: pytest.MonkeyPatch, step: int, sig: int = signal.SIGINT
+) -> None:
+    """Deliver a signal to a script run in this process while it computes the given step's learning
+    rate (both scripts compute it once per step, from the step)."""
+    original = script.lr_factor
 
-    def learning_rate_at(step, *args):
-        if step == step_to_interrupt:
-            signal.raise_signal(signal.SIGINT)
-        return original(step, *args)
+    def lr_factor(at_step, *args):
+        if at_step == step:
+            signal.raise_signal(sig)
+        return original(at_step, *args)
 
-    monkeypatch.setattr(script, "learning_rate_at", learning_rate_at)
+    monkeypatch.setattr(script, "lr_factor", lr_factor)

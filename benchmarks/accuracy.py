@@ -1,9 +1,10 @@
 """Train with an example script, then evaluate its frozen encoder on a test split: kNN and linear probe.
 
-    python benchmarks/accuracy.py --name cpu-16px --train ../shared/data/cifar10/train \\
-        --test ../shared/data/cifar10/test --train-images 5000 --test-images 2000 --input-size 16 -- \\
-        python examples/pytorch/byol.py --data ../shared/data/cifar10/train --train-images 5000 \\
-        --val ../shared/data/cifar10/test --val-images 2000 --input-size 16 --epochs 10
+    python benchmarks/subset.py CIFAR10_DIR/train runs/subsets/train-5k --images 5000
+    python benchmarks/subset.py CIFAR10_DIR/test runs/subsets/test-2k --images 2000
+    python benchmarks/accuracy.py --name cpu-16px --train runs/subsets/train-5k \\
+        --test runs/subsets/test-2k --input-size 16 -- python examples/pytorch/byol.py \\
+        --data runs/subsets/train-5k --val runs/subsets/test-2k --input-size 16 --epochs 10
 
 Everything after ``--`` is the training command; this script adds ``--output-dir runs/accuracy-NAME``
 and runs it, then reads ``backbone.pt`` from there. Evaluation protocol, on the online encoder in
@@ -11,7 +12,7 @@ eval mode, images resized to --input-size and centre-cropped, no augmentation, f
 in bf16 autocast where the device computes in bf16 natively (as the examples' own kNN monitor):
 
 - kNN: weighted k-nearest neighbours (k = 200, t = 0.1) on L2-normalised features, the training
-  images (the same random subset as the training run, chosen with seed 0) as memory bank.
+  images as memory bank.
 - linear probe: the same features, standardised; a linear layer trained on the training images with
   full-batch L-BFGS (200 iterations, L2 penalty 1e-4), evaluated on the test images.
 
@@ -21,10 +22,12 @@ as accuracy-NAME.metrics.jsonl.
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from argparse import Namespace
 from pathlib import Path
 
 import torch
@@ -41,13 +44,12 @@ RECIPE = [
     "input_size",
     "hidden_dim",
     "proj_dim",
+    "optimizer",
     "lr",
-    "momentum",
     "weight_decay",
     "warmup_epochs",
     "tau_base",
     "blur",
-    "crops_on_device",
     "seed",
 ]
 
@@ -60,10 +62,20 @@ def load_encoder(path: Path, backbone: str) -> nn.Module:
     return encoder
 
 
-def features(encoder, source, input_size: int, device, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+def features(encoder, folder: str, input_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The examples' kNN monitor's features: the images resized, centre-cropped and normalised (ImageNet
+    statistics), in bf16 on GPUs that compute in it natively."""
     byol = load_example()
-    loader = byol.make_loader(byol.EvalDataset(source, input_size), 512, byol.default_num_workers(), device)
-    return byol.embed(encoder, loader, device, mean, std, byol.has_fast_bf16(device))
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    settings = Namespace(
+        input_size=input_size, num_workers=min(8, os.cpu_count() or 1), precision="bf16" if bf16 else "fp32"
+    )
+    resize = byol.T.Compose([byol.T.Resize(input_size), byol.T.CenterCrop(input_size), byol.T.PILToTensor()])
+    mean_std = [
+        torch.tensor(values, device=device) for values in ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    ]
+    encoder.eval()
+    return byol.embed(encoder, byol.image_folder(folder, resize), settings, mean_std)
 
 
 def linear_probe(
@@ -90,11 +102,12 @@ def linear_probe(
 
 def run_settings(output_dir: Path) -> dict:
     """The settings the run resolved (batch size, precision...), from the checkpoint that the examples
-    write; empty for the reference example, which writes none."""
+    write (the plain script's "settings", Lightning's "hyper_parameters"); empty for the reference."""
     checkpoint = output_dir / "checkpoint-last.pt"
     if not checkpoint.exists():
         return {}
-    return torch.load(checkpoint, map_location="cpu", weights_only=True)["args"]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return state.get("settings") or state.get("hyper_parameters") or {}
 
 
 def batch_size_of(command: list[str], settings: dict) -> int:
@@ -118,8 +131,6 @@ def main() -> None:
     )
     parser.add_argument("--train", required=True, help="training image folder (kNN bank, probe training)")
     parser.add_argument("--test", required=True, help="test image folder with the same classes")
-    parser.add_argument("--train-images", type=int, default=None, help="random subset, as the run used")
-    parser.add_argument("--test-images", type=int, default=None, help="random subset of the test images")
     parser.add_argument("--input-size", type=int, default=32)
     parser.add_argument("--backbone", default="resnet18")
     args = parser.parse_args(sys.argv[1:split])
@@ -131,21 +142,13 @@ def main() -> None:
     subprocess.run([*command, "--output-dir", str(output_dir)], check=True, cwd=ROOT)
     command_wall = time.perf_counter() - start
 
-    byol = load_example()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train = byol.FolderSource(args.train)
-    test = byol.FolderSource(args.test)
-    if args.train_images:
-        train = byol.Subset(train, args.train_images, 0, "--train-images")
-    if args.test_images:
-        test = byol.Subset(test, args.test_images, 0, "--test-images")
-    mean = torch.tensor(byol.IMAGENET_MEAN_STD[0], device=device)
-    std = torch.tensor(byol.IMAGENET_MEAN_STD[1], device=device)
     encoder = load_encoder(output_dir / "backbone.pt", args.backbone).to(device)
-    bank, bank_labels = features(encoder, train, args.input_size, device, mean, std)
-    query, labels = features(encoder, test, args.input_size, device, mean, std)
-    num_classes = len(train.classes)
-    knn = (byol.knn_predict(query, bank, bank_labels, num_classes, 200, 0.1) == labels).float().mean().item()
+    bank, bank_labels = features(encoder, args.train, args.input_size, device)
+    query, labels = features(encoder, args.test, args.input_size, device)
+    num_classes = int(bank_labels.max()) + 1
+    predicted = load_example().knn_predict(query, bank, bank_labels, num_classes, 200, 0.1)
+    knn = (predicted == labels).float().mean().item()
     linear = linear_probe(bank, bank_labels, query, labels, num_classes)
 
     settings = run_settings(output_dir)
@@ -160,8 +163,8 @@ def main() -> None:
         "batch_size": batch_size_of(command, settings),
         "precision": settings.get("precision", "fp32"),  # the reference trains in float32
         "recipe": {key: settings[key] for key in RECIPE if key in settings},
-        "train_images": len(train),
-        "test_images": len(test),
+        "train_images": len(bank),
+        "test_images": len(query),
         "train_wall_s": train_wall,
         "command_wall_s": command_wall,
         "total_wall_s": time.perf_counter() - start,

@@ -44,13 +44,15 @@ timeout 200 python3 benchmarks/throughput.py --data $DATA/train --batch-size 256
 pack
 
 step "2. 20 epochs on 10,000 images"
-SUBSET="--train $DATA/train --test $DATA/test --train-images 10000 --test-images 2000"
+python3 benchmarks/subset.py $DATA/train runs/subsets/train-10k --images 10000
+python3 benchmarks/subset.py $DATA/test runs/subsets/test-2k --images 2000
+SUBSET="--train runs/subsets/train-10k --test runs/subsets/test-2k"
 timeout 130 python3 benchmarks/accuracy.py --name $GPU-20ep-10k-ours $SUBSET -- \
-  python3 examples/pytorch/byol.py --data $DATA/train --train-images 10000 --val $DATA/test --val-images 2000 \
+  python3 examples/pytorch/byol.py --data runs/subsets/train-10k --val runs/subsets/test-2k \
   --epochs 20 --batch-size 256 --eval-every 5 --num-workers $WORKERS $COMPILE || echo "FAILED: ours"
 pack
 timeout 130 python3 benchmarks/accuracy.py --name $GPU-20ep-10k-reference $SUBSET -- \
-  python3 benchmarks/reference_byol.py --data $DATA/train --train-images 10000 --epochs 20 \
+  python3 benchmarks/reference_byol.py --data runs/subsets/train-10k --epochs 20 \
   --num-workers $WORKERS || echo "FAILED: reference"
 pack
 

@@ -4,8 +4,7 @@ Only the data source, the number of epochs and workers, the device and the outpu
 the model, augmentations, loss, optimiser and loop are the example's own (see ../shared/REFERENCE.md).
 It needs `pip install lightly==1.6.0` (the `bench` extra); the project's examples never import it.
 
-    python benchmarks/reference_byol.py --data ../shared/data/cifar10/train --train-images 10000 \\
-        --epochs 20 --output-dir runs/reference
+    python benchmarks/reference_byol.py --data CIFAR10_DIR/train --epochs 20 --output-dir runs/reference
 """
 
 import argparse
@@ -24,7 +23,7 @@ from lightly.utils.scheduler import cosine_schedule
 from PIL import Image
 from plain_example import load_example
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
 class BYOL(nn.Module):  # lightly's example, unchanged
@@ -65,30 +64,29 @@ def reference_transform() -> BYOLTransform:
 
 
 class PILDataset(Dataset):
-    """Any of the example's image sources, as (transformed PIL image, label) like torchvision's sets."""
+    """Images from a tensor dataset (the examples' synthetic images) as (transformed PIL image, label)."""
 
-    def __init__(self, source, transform) -> None:
-        self.source, self.transform = source, transform
+    def __init__(self, images: TensorDataset, transform) -> None:
+        self.images, self.transform = images, transform
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.images)
 
     def __getitem__(self, index: int):
-        image = self.source.load(index)
-        if torch.is_tensor(image):
-            image = Image.fromarray(image.permute(1, 2, 0).numpy())
-        return self.transform(image), self.source.labels[index]
+        image, label = self.images[index]
+        return self.transform(Image.fromarray(image.permute(1, 2, 0).numpy())), int(label)
 
 
-def image_source(data: str, train_images: int | None, seed: int = 0):
-    byol = load_example()
-    source = byol.synthetic_images(1024, seed) if data == "synthetic" else byol.FolderSource(data)
-    return byol.Subset(source, train_images, seed, "--train-images") if train_images else source
+def image_source(data: str, transform=None, seed: int = 0) -> Dataset:
+    """'synthetic' (the examples' generated images) or an image folder, as PIL images."""
+    if data == "synthetic":
+        return PILDataset(load_example().synthetic_images(1024, seed), transform)
+    return torchvision.datasets.ImageFolder(data, transform=transform)
 
 
-def reference_loader(source, batch_size: int, num_workers: int) -> DataLoader:
+def reference_loader(data: str, batch_size: int, num_workers: int) -> DataLoader:
     return DataLoader(
-        PILDataset(source, reference_transform()),
+        image_source(data, reference_transform()),
         batch_size=batch_size,
         shuffle=True,
         drop_last=True,
@@ -117,7 +115,6 @@ def reference_step(model, criterion, optimizer, batch, momentum_val, device) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="synthetic", help="'synthetic' or an image folder")
-    parser.add_argument("--train-images", type=int, default=None, help="random subset of this size")
     parser.add_argument("--epochs", type=int, default=10, help="the example's own: 10")
     parser.add_argument("--batch-size", type=int, default=256, help="the example's own: 256")
     parser.add_argument("--num-workers", type=int, default=8, help="the example's own: 8")
@@ -131,9 +128,7 @@ def main() -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.jsonl").write_text("")
     model = reference_model().to(device)
-    dataloader = reference_loader(
-        image_source(args.data, args.train_images, args.seed), args.batch_size, args.num_workers
-    )
+    dataloader = reference_loader(args.data, args.batch_size, args.num_workers)
     criterion = NegativeCosineSimilarity()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
     start, step = time.perf_counter(), 0

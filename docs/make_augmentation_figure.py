@@ -2,11 +2,11 @@
 
     python docs/make_augmentation_figure.py            # writes docs/figures/augmentation-*.png
 
-It takes a few CIFAR-10 training images from ../shared/data/cifar10/train when that folder exists
+It takes a few CIFAR-10 training images from --cifar10-train, an image folder of CIFAR-10, when given
 (else from the script's synthetic set), and draws:
 
 - augmentation-steps.png: what each step does on its own, at 96 px (where the blur is on);
-- augmentation-views.png: pairs of views exactly as training makes them at the default 32 px.
+- augmentation-views.png: pairs of views as training makes them at the default 32 px.
 
 The PNGs are committed, so the docs build needs neither the data nor PyTorch. Every random draw is
 seeded: re-running the script on the same data and library versions redraws the same figures."""
@@ -21,11 +21,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 SCRIPT = ROOT / "examples" / "pytorch" / "byol.py"
-CIFAR10_TRAIN = ROOT.parent / "shared" / "data" / "cifar10" / "train"
 CLASSES = ["airplane", "bird", "cat", "horse", "ship", "truck"]
 SEED = 0
 
@@ -39,14 +40,14 @@ def load_example():
     return module
 
 
-def load_images(byol, cifar10_train: Path):
-    """A few images as the script's in-memory source, and a description of where they come from."""
+def load_images(byol, cifar10_train: Path) -> tuple[torch.Tensor, str]:
+    """A few images as uint8 (N, 3, H, W), and a description of where they come from."""
     if cifar10_train.is_dir():
         paths = [cifar10_train / name / "0000.jpg" for name in CLASSES]
-        tensor = torch.stack([byol.TF.pil_to_tensor(byol.open_rgb(str(p))) for p in paths])
-        return byol.TensorSource(tensor, list(range(len(CLASSES))), CLASSES), "CIFAR-10 training images"
-    synthetic = byol.synthetic_images(len(CLASSES), SEED)
-    return synthetic, "synthetic images (../shared/data/cifar10 not found)"
+        return torch.stack(
+            [TF.pil_to_tensor(Image.open(p).convert("RGB")) for p in paths]
+        ), "CIFAR-10 training images"
+    return byol.synthetic_images(len(CLASSES), SEED).tensors[0], "synthetic images (no CIFAR-10 folder given)"
 
 
 def as_image(x: torch.Tensor):
@@ -75,77 +76,62 @@ def draw_grid(rows: list[list[torch.Tensor]], titles: list[str], path: Path, not
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
-def steps_figure(byol, source, origin: str, path: Path, size: int = 96) -> None:
-    """Each step alone, at the strongest setting it can draw, on the first crop of each image."""
-    crops = torch.stack([byol.TwoViewDataset(source, size, SEED)[(0, i)][0] for i in range(len(source))])
-    x = crops.float() / 255
-    n = len(x)
+def steps_figure(byol, images: torch.Tensor, origin: str, path: Path, size: int = 96) -> None:
+    """Each step alone, at the strongest setting it can draw, on one crop of each image."""
+    x = byol.crop_on_device(images.float() / 255, size, torch.Generator().manual_seed(SEED))
+    n, jitter = len(x), byol.JITTER
 
     def factor(value: float) -> torch.Tensor:
-        return torch.full((n,), value)
+        return torch.full((n, 1, 1, 1), value)
 
-    aug = byol.VIEW_1
-    originals = [
-        byol.EvalDataset(source, size)[i][0] for i in range(len(source))
-    ]  # resized, centre-cropped: what the kNN monitor sees
+    brightness, contrast, saturation, hue = byol.ADJUSTMENTS
     columns = [
-        ("original", torch.stack(originals).float() / 255),
+        ("original", TF.center_crop(TF.resize(images, size), size)),  # what the kNN monitor sees
         ("crop + flip", x),
-        (f"brightness x{1 + aug.brightness:g}", byol.adjust_brightness(x, factor(1 + aug.brightness))),
-        (f"contrast x{1 - aug.contrast:g}", byol.adjust_contrast(x, factor(1 - aug.contrast))),
-        (f"saturation x{1 - aug.saturation:g}", byol.adjust_saturation(x, factor(1 - aug.saturation))),
-        (f"hue {aug.hue:+g}", byol.adjust_hue(x, factor(aug.hue))),
-        ("grayscale", byol.grayscale(x).expand_as(x)),
-        (
-            f"blur, sigma {2.0 * size / 224:.2g}",
-            byol.gaussian_blur(x, factor(2.0 * size / 224), byol.blur_kernel_size(size)),
-        ),
-        ("solarize", byol.solarize(x)),
+        (f"brightness x{1 + jitter['brightness']:g}", brightness(x, factor(1 + jitter["brightness"]))),
+        (f"contrast x{1 - jitter['contrast']:g}", contrast(x, factor(1 - jitter["contrast"]))),
+        (f"saturation x{1 - jitter['saturation']:g}", saturation(x, factor(1 - jitter["saturation"]))),
+        (f"hue {jitter['hue']:+g}", hue(x, factor(jitter["hue"]))),
+        ("grayscale", TF.rgb_to_grayscale(x, 3)),
+        (f"blur, sigma {2.0 * size / 224:.2g}", byol.gaussian_blur(x, torch.full((n,), 2.0 * size / 224))),
+        ("solarize", torch.where(x < 0.5, x, 1 - x)),
     ]
-    rows = [[images[i] for _, images in columns] for i in range(n)]
-    note = (
-        f"{origin}; steps applied one at a time to the same {size}x{size} crop, each at the end of its "
-        "range (examples/pytorch/byol.py)"
-    )
+    rows = [[column[i] for _, column in columns] for i in range(n)]
+    note = f"{origin}; each step alone on the same {size}x{size} crop, at the end of its range"
     draw_grid(rows, [title for title, _ in columns], path, note)
 
 
-def views_figure(byol, source, origin: str, path: Path, size: int = 32, pairs: int = 3) -> None:
-    """Pairs of views as one training step makes them: crops in the workers, then augment()."""
-    dataset = byol.TwoViewDataset(source, size, SEED)
-    n = len(source)
-    identity_mean, identity_std = torch.zeros(3), torch.ones(3)  # keep [0, 1] pixels for display
+def views_figure(byol, images: torch.Tensor, origin: str, path: Path, size: int = 32, pairs: int = 3) -> None:
+    """Pairs of views as training makes them from images in memory: crops on the device, then augment()."""
     generator = torch.Generator().manual_seed(SEED)
     blur = size > 32  # the script's default
-    columns = [("original", torch.stack([byol.EvalDataset(source, size)[i][0] for i in range(n)]))]
-    for epoch in range(pairs):
-        crops = [dataset[(epoch, i)] for i in range(n)]
-        view_1 = byol.augment(
-            torch.stack([c[0] for c in crops]), byol.VIEW_1, generator, identity_mean, identity_std, blur
-        )
-        view_2 = byol.augment(
-            torch.stack([c[1] for c in crops]), byol.VIEW_2, generator, identity_mean, identity_std, blur
-        )
-        columns += [(f"epoch {epoch + 1}: view 1", view_1), (f"epoch {epoch + 1}: view 2", view_2)]
-    rows = [[images[i] for _, images in columns] for i in range(n)]
+    columns = [("original", TF.center_crop(TF.resize(images, size), size))]
+    for pair in range(pairs):
+        crops = [byol.crop_on_device(images.float() / 255, size, generator) for _ in range(2)]
+        views = [
+            byol.augment(crop, view, generator, blur) for crop, view in zip(crops, (byol.VIEW_1, byol.VIEW_2))
+        ]
+        columns += [(f"pair {pair + 1}: view 1", views[0]), (f"pair {pair + 1}: view 2", views[1])]
+    rows = [[column[i] for _, column in columns] for i in range(len(images))]
     note = (
-        f"{origin}; {size}x{size} views as training makes them (blur {'on' if blur else 'off'}, "
-        "as the script's default at this size), before normalisation"
+        f"{origin}; {size}x{size} views as training makes them (blur {'on' if blur else 'off'}), unnormalised"
     )
     draw_grid(rows, [title for title, _ in columns], path, note)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cifar10-train", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 image folder")
+    parser.add_argument(
+        "--cifar10-train", type=Path, default=Path("no-cifar10"), help="CIFAR-10 image folder"
+    )
     parser.add_argument("--output-dir", type=Path, default=DOCS / "figures", help="where the PNGs go")
     args = parser.parse_args(argv)
     torch.manual_seed(SEED)
     byol = load_example()
-    source, origin = load_images(byol, args.cifar10_train)
+    images, origin = load_images(byol, args.cifar10_train)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    steps_figure(byol, source, origin, args.output_dir / "augmentation-steps.png")
-    views_figure(byol, source, origin, args.output_dir / "augmentation-views.png")
+    steps_figure(byol, images, origin, args.output_dir / "augmentation-steps.png")
+    views_figure(byol, images, origin, args.output_dir / "augmentation-views.png")
 
 
 if __name__ == "__main__":

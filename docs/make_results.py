@@ -231,6 +231,7 @@ RECIPE_LABELS = [
     ("input_size", "{} px"),
     ("hidden_dim", "heads {}"),
     ("proj_dim", "to {}"),
+    ("optimizer", "{}"),
     ("lr", "lr {} per 256 images"),
     ("momentum", "momentum {}"),
     ("weight_decay", "weight decay {}"),

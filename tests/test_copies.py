@@ -1,6 +1,6 @@
 """Each Lightning script is standalone, so it copies the plain-PyTorch script's augmentations, model,
-loss, data and evaluation. The copies must stay copies: a change to the plain script that is not
-made to the others fails here, naming the function to copy over."""
+loss, data and evaluation. The copies must stay copies: a change to the plain script that is not made to
+the others fails here, naming what to copy over."""
 
 import ast
 from pathlib import Path
@@ -9,27 +9,16 @@ import pytest
 
 from conftest import DISTRIBUTED_SCRIPT, LIGHTNING_SCRIPT, PYTORCH_SCRIPT
 
-# Top-level functions and classes of the plain script that a Lightning script leaves out (its
-# training section replaces them) or changes on purpose.
+# The plain script's loop; in the Lightning scripts, the Trainer's loop, validation and resume.
+PLAIN_ONLY = {"embed", "knn_accuracy", "load_checkpoint", "training_step"}
+LIGHTNING_ONLY = {"BYOLModule", "SaveOnStop"}
+CHANGED = {"parse_args", "FREE_ON_RESUME", "prepare_output_dir", "train", "main"}  # their own flags and loop
 DIFFERENCES = {
-    LIGHTNING_SCRIPT: {
-        "left out": {"training_step", "save_checkpoint", "resume", "stopped_by"},
-        "changed": {
-            "build_parser",  # the --output-dir default (test_lightning checks every default)
-            "prepare_output_dir",  # also clears Lightning's logs
-            "train",
-        },
-    },
+    LIGHTNING_SCRIPT: {"left out": PLAIN_ONLY, "added": LIGHTNING_ONLY, "changed": CHANGED},
     DISTRIBUTED_SCRIPT: {
-        "left out": {"training_step", "save_checkpoint", "resume", "pick_device", "stopped_by"},
-        "changed": {
-            "build_parser",  # --devices, --num-nodes... instead of --device
-            "default_num_workers",  # shared out between the processes of a machine
-            "knn_accuracy",  # shared out between the processes
-            "prepare_output_dir",  # also clears Lightning's logs; only rank 0 deletes
-            "train",
-            "main",  # one report for all processes
-        },
+        "left out": PLAIN_ONLY,
+        "added": LIGHTNING_ONLY | {"StopTogether"},
+        "changed": CHANGED,
     },
 }
 
@@ -42,8 +31,9 @@ def top_level_definitions(path: Path) -> dict[str, str]:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             definitions[node.name] = ast.get_source_segment(text, node)
         elif isinstance(node, ast.Assign):
-            names = [ast.unparse(target) for target in node.targets]
-            definitions[" = ".join(names)] = ast.get_source_segment(text, node)
+            definitions[" = ".join(ast.unparse(target) for target in node.targets)] = ast.get_source_segment(
+                text, node
+            )
     return definitions
 
 
@@ -51,5 +41,15 @@ def top_level_definitions(path: Path) -> dict[str, str]:
 def test_shared_sections_are_copies_of_the_plain_script(script):
     plain, copy = top_level_definitions(PYTORCH_SCRIPT), top_level_definitions(script)
     assert plain.keys() - copy.keys() == DIFFERENCES[script]["left out"]
+    assert copy.keys() - plain.keys() == DIFFERENCES[script]["added"]
     changed = {name for name in plain.keys() & copy.keys() if plain[name] != copy[name]}
     assert changed == DIFFERENCES[script]["changed"], f"copy these from {PYTORCH_SCRIPT.name} into {script}"
+
+
+def test_the_distributed_script_is_the_lightning_one_with_ddp():
+    lightning, distributed = (
+        top_level_definitions(LIGHTNING_SCRIPT),
+        top_level_definitions(DISTRIBUTED_SCRIPT),
+    )
+    changed = {name for name in lightning.keys() & distributed.keys() if lightning[name] != distributed[name]}
+    assert changed == {"parse_args", "BYOLModule", "train"}

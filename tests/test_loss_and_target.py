@@ -1,4 +1,4 @@
-"""The BYOL loss, the target network's moving average and the schedules."""
+"""The BYOL loss, the target network's moving average, the schedules and LARS, on hand-computed cases."""
 
 import itertools
 import math
@@ -15,7 +15,7 @@ def test_loss_of_hand_computed_cases(byol):
     assert byol.regression_loss(p[1:2], p[1:2] * 7).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_loss_gradient_is_hand_computed_value(byol):
+def test_loss_gradient_is_hand_computed_value_and_stops_at_the_target(byol):
     # d/dp (2 - 2 p.z / |p||z|) at p = (1, 0), z = (0, 1): -2 (z - (p.z) p) / |p| = (0, -2)
     p = torch.tensor([[1.0, 0.0]], requires_grad=True)
     z = torch.tensor([[0.0, 1.0]], requires_grad=True)
@@ -24,90 +24,135 @@ def test_loss_gradient_is_hand_computed_value(byol):
     assert z.grad is None  # stop-gradient on the target
 
 
-def test_loss_ignores_scale_and_target_is_detached(byol):
-    p, z = torch.randn(8, 16), torch.randn(8, 16)
-    assert byol.regression_loss(3 * p, 0.5 * z).item() == pytest.approx(
-        byol.regression_loss(p, z).item(), rel=1e-5
-    )
-
-
 def small_model(byol):
     torch.manual_seed(0)
     return byol.BYOL("resnet18", small_images=True, hidden_dim=32, proj_dim=16)
 
 
-def test_symmetrised_loss_is_the_sum_of_both_directions_and_symmetric(byol):
+def online_and_target(model):
+    online = [*model.encoder.parameters(), *model.projector.parameters()]
+    return online, [*model.target_encoder.parameters(), *model.target_projector.parameters()]
+
+
+def test_symmetrised_loss_is_the_sum_of_both_directions(byol):
     model = small_model(byol)
     v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
     loss_12, _ = model(v1, v2)
     loss_21, _ = model(v2, v1)
     assert loss_12.item() == pytest.approx(loss_21.item(), rel=1e-5)
-    # the sum of two terms in [0, 4]: a mean of the two would stay in [0, 4]
     with torch.no_grad():
-        model.train()
         p1 = model.predictor(model.projector(model.encoder(v1)))
         p2 = model.predictor(model.projector(model.encoder(v2)))
         z1 = model.target_projector(model.target_encoder(v1))
         z2 = model.target_projector(model.target_encoder(v2))
-    expected = byol.regression_loss(p1, z2) + byol.regression_loss(p2, z1)
+    expected = byol.regression_loss(p1, z2) + byol.regression_loss(p2, z1)  # a sum, not a mean
     assert loss_12.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_target_receives_no_gradient(byol):
+def test_only_the_online_network_learns_and_only_it_has_a_predictor(byol):
     model = small_model(byol)
     loss, _ = model(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
     loss.backward()
-    assert all(not p.requires_grad and p.grad is None for p in model.target_parameters())
-    assert all(p.grad is not None for p in model.online_parameters())
-    assert all(p.grad is not None for p in model.predictor.parameters())
-
-
-def test_target_starts_as_a_copy_without_predictor(byol):
-    model = small_model(byol)
-    for online, target in zip(model.online_parameters(), model.target_parameters(), strict=True):
-        assert online.shape == target.shape and torch.equal(online, target)
-        assert online.data_ptr() != target.data_ptr()
-    target_names = [n for n, _ in model.named_parameters() if n.startswith("target_")]
-    assert not any("predictor" in n for n in target_names)
+    online, target = online_and_target(model)
+    assert all(not p.requires_grad and p.grad is None for p in target)
+    assert all(p.grad is not None for p in [*online, *model.predictor.parameters()])
+    assert not any("predictor" in name for name, _ in model.named_parameters() if name.startswith("target_"))
+    for o, t in zip(online, target, strict=True):  # the target starts as a copy
+        assert torch.equal(o, t) and o.data_ptr() != t.data_ptr()
 
 
 def test_one_target_update_equals_the_formula(byol):
     model = small_model(byol)
+    online, target = online_and_target(model)
     with torch.no_grad():
-        for p in model.online_parameters():
+        for p in online:
             p.add_(torch.randn_like(p))
-    online = [p.detach().clone() for p in model.online_parameters()]
-    target = [p.detach().clone() for p in model.target_parameters()]
-    byol.update_target(model, tau=0.9)
-    for o, t, new in zip(online, target, model.target_parameters(), strict=True):
-        assert torch.allclose(new, 0.9 * t + 0.1 * o, atol=1e-6)
-    # online weights are untouched
-    assert all(torch.equal(a, b) for a, b in zip(online, model.online_parameters()))
-
-
-def test_target_batchnorm_statistics_are_not_averaged(byol):
-    model = small_model(byol)
+    before = [(o.detach().clone(), t.detach().clone()) for o, t in zip(online, target)]
     model.encoder.bn1.running_mean.fill_(5.0)
-    byol.update_target(model, tau=0.5)
-    assert torch.equal(model.target_encoder.bn1.running_mean, torch.zeros(64))
+    byol.update_target(model, tau=0.9)
+    for (o, t), new_target, same_online in zip(before, target, online, strict=True):
+        assert torch.allclose(new_target, 0.9 * t + 0.1 * o, atol=1e-6)
+        assert torch.equal(same_online, o)
+    assert torch.equal(model.target_encoder.bn1.running_mean, torch.zeros(64))  # statistics: not averaged
 
 
-def test_tau_schedule_end_points_and_monotonic(byol):
-    total = 1000
-    taus = [byol.tau_at(step, total, 0.99) for step in range(total + 1)]
-    assert taus[0] == pytest.approx(0.99)
-    assert taus[-1] == pytest.approx(1.0)
-    assert taus[total // 2] == pytest.approx(0.995)
+def test_tau_rises_from_its_base_to_one_on_a_cosine(byol):
+    taus = [byol.tau_at(step, 1000, 0.99) for step in range(1001)]
+    assert taus[0] == pytest.approx(0.99) and taus[-1] == pytest.approx(1.0)
+    assert taus[500] == pytest.approx(0.995)
     assert all(a <= b for a, b in itertools.pairwise(taus))
 
 
 def test_learning_rate_warms_up_then_decays_to_zero(byol):
-    total, warmup, peak = 100, 10, 0.4
-    lrs = [byol.learning_rate_at(s, total, warmup, peak) for s in range(total)]
-    assert lrs[0] == pytest.approx(peak / warmup)
-    assert lrs[warmup - 1] == pytest.approx(peak) and lrs[warmup] == pytest.approx(peak)
-    assert all(a < b for a, b in itertools.pairwise(lrs[:warmup]))
-    assert all(a >= b for a, b in itertools.pairwise(lrs[warmup:]))
-    assert byol.learning_rate_at(total, total, warmup, peak) == pytest.approx(0.0, abs=1e-12)
-    assert lrs[(total + warmup) // 2] == pytest.approx(peak / 2, rel=1e-6)
-    assert math.isclose(byol.learning_rate_at(0, total, 0, peak), peak)
+    total, warmup = 100, 10
+    factors = [byol.lr_factor(s, total, warmup) for s in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[warmup - 1] == pytest.approx(1.0)
+    assert factors[warmup] == pytest.approx(1.0)
+    assert all(a < b for a, b in itertools.pairwise(factors[:warmup]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[warmup:]))
+    assert factors[(total + warmup) // 2] == pytest.approx(0.5)
+    assert byol.lr_factor(total, total, warmup) == pytest.approx(0.0, abs=1e-12)
+    assert byol.lr_factor(0, total, 0) == 1.0
+
+
+def test_lars_step_of_a_hand_computed_case(byol):
+    weight = torch.nn.Parameter(torch.tensor([3.0, 4.0]))  # |w| = 5
+    bias = torch.nn.Parameter(torch.tensor([1.0]))
+    groups = [
+        {"params": [weight], "weight_decay": 0.5, "lars": True},
+        {"params": [bias], "weight_decay": 0.0, "lars": False},
+    ]
+    optimizer = byol.LARS(groups, lr=2.0, momentum=0.9)
+    weight.grad, bias.grad = torch.tensor([0.5, -2.0]), torch.tensor([0.25])
+    optimizer.step()
+    # update = g + 0.5 w = (2, 0), |update| = 2, trust = 1e-3 * 5 / 2 = 2.5e-3, step = lr * trust * update
+    assert torch.allclose(weight, torch.tensor([3.0 - 2.0 * 2.5e-3 * 2.0, 4.0]))
+    assert torch.allclose(bias, torch.tensor([1.0 - 2.0 * 0.25]))  # no adaptation, no decay: SGD
+    weight.grad, bias.grad = torch.zeros(2), torch.zeros(1)
+    before = weight.detach().clone()
+    optimizer.step()  # momentum carries the last update; the new one, wd w, is trusted 1e-3 |w| / |wd w|
+    update = 0.5 * before
+    expected = before - 2.0 * (0.9 * torch.tensor([2.5e-3 * 2.0, 0.0]) + 1e-3 * 5.0 / update.norm() * update)
+    assert torch.allclose(weight, expected, atol=1e-6)
+
+
+def test_lars_trusts_a_zero_weight_fully(byol):
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = byol.LARS([{"params": [weight], "weight_decay": 0.0, "lars": True}], lr=0.1, momentum=0.0)
+    weight.grad = torch.ones(3)
+    optimizer.step()  # |w| = 0 would make the ratio 0 and the weight stuck: the ratio is 1 instead
+    assert torch.allclose(weight, torch.full((3,), -0.1))
+
+
+@pytest.mark.parametrize("name", ["sgd", "lars"])
+def test_optimiser_groups_leave_biases_and_norms_alone(byol, name):
+    model = small_model(byol)
+    args = byol.parse_args(["--optimizer", name, "--weight-decay", "1e-3"])
+    optimizer = byol.make_optimizer(model, args, peak_lr=0.4)
+    decay, plain = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert (
+        decay["weight_decay"] == 1e-3 and decay["lars"] and plain["weight_decay"] == 0 and not plain["lars"]
+    )
+    assert {names[id(p)] for p in plain["params"]} == {
+        n for n, p in model.named_parameters() if p.ndim == 1 and not n.startswith("target_")
+    }
+    assert "encoder.conv1.weight" in {names[id(p)] for p in decay["params"]}
+    assert not any(names[id(p)].startswith("target_") for g in optimizer.param_groups for p in g["params"])
+    assert all(group["lr"] == 0.4 and group["momentum"] == 0.9 for group in optimizer.param_groups)
+    assert isinstance(optimizer, byol.LARS if name == "lars" else torch.optim.SGD)
+
+
+def test_lars_and_sgd_agree_where_lars_does_not_adapt(byol):
+    torch.manual_seed(0)
+    sgd_weight, lars_weight = (torch.nn.Parameter(torch.randn(5)) for _ in range(2))
+    lars_weight.data.copy_(sgd_weight.data)
+    sgd = torch.optim.SGD([{"params": [sgd_weight], "weight_decay": 0.1}], lr=0.3, momentum=0.9)
+    lars = byol.LARS([{"params": [lars_weight], "weight_decay": 0.1, "lars": False}], lr=0.3, momentum=0.9)
+    for _ in range(3):
+        gradient = torch.randn(5)
+        sgd_weight.grad, lars_weight.grad = gradient.clone(), gradient.clone()
+        sgd.step()
+        lars.step()
+    assert torch.allclose(sgd_weight, lars_weight, atol=1e-6)
+    assert math.isfinite(lars_weight.sum().item())

@@ -8,572 +8,209 @@ views of each image go through two networks: the *online* network (encoder, proj
 learns to predict what the *target* network (encoder, projector) makes of the other view. The target
 receives no gradients; its weights are a slow moving average of the online weights.
 
-This file is the plain-PyTorch example (``examples/pytorch/byol.py``) with its training loop handed
-to PyTorch Lightning: a ``LightningModule`` holds the networks, the data and the training step, and a
-``Trainer`` runs the loop, the bf16 mixed precision, the progress bar, the logs and the checkpoints.
-Every other section (settings, augmentations, model, loss, data, evaluation) is copied from the
-plain script, so that both compute the same thing: with the same seed they take the same steps.
-It is standalone: it needs only ``torch``, ``torchvision``, ``pytorch-lightning`` and ``tqdm``.
+This is the plain-PyTorch example (``examples/pytorch/byol.py``) with its training loop handed to
+PyTorch Lightning: a ``LightningModule`` holds the networks, the data and the step, and a ``Trainer``
+runs the loop, the bf16 precision, the progress bar, the logs, the checkpoints and SIGTERM. The other
+sections are copies of the plain script's, and with one seed both take the same steps. Run it::
 
-Run it::
+    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --batch-size 32 \\
+        --lr 1.6 --epochs 2 --eval-every 1 --knn-k 20  # generated images: a minute on a CPU
+    python examples/pytorch_lightning/byol.py --data cifar10  # minutes on a GPU
 
-    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --batch-size 32 --lr 1.6 \\
-        --epochs 2 --knn-k 20   # CPU, a minute: kNN accuracy from about 0.2 to 0.3
-    python examples/pytorch_lightning/byol.py --data cifar10                                # GPU
-    python examples/pytorch_lightning/byol.py --data path/to/images --val path/to/val --input-size 96
-
-It writes to ``--output-dir``: ``metrics.jsonl`` (one JSON object per epoch),
-``checkpoint-last.pt`` (a Lightning checkpoint: everything needed by ``--resume``), at the end
-``backbone.pt`` (the online encoder's ``state_dict``, the network to use downstream), and
-``lightning_logs/`` (Lightning's CSV log of the per-step metrics).
+It writes ``metrics.jsonl`` (a line per epoch), ``checkpoint-last.pt`` (a Lightning checkpoint, for
+``--resume``), ``backbone.pt`` (the online encoder's weights) and ``lightning_logs/`` (Lightning's CSV
+log) to ``--output-dir``.
 """
-
-# %%
-# Imports
-# -------
-# The standard library, PyTorch, torchvision, PyTorch Lightning and tqdm: nothing else.
-
-import argparse
-import copy
-import json
-import math
-import os
-import random
-import shutil
-import signal
-import sys
-import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pytorch_lightning as pl
-import torch
-import torch.nn.functional as F
-import torchvision
-import torchvision.transforms.v2.functional as TF
-from PIL import Image
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import CSVLogger
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 # %%
 # Settings
 # --------
-# Every setting is a command-line flag; ``--help`` explains each one. The defaults suit CIFAR-sized
-# images (32x32) on one GPU. Inside a Jupyter kernel ``sys.argv`` holds the kernel's own arguments,
-# so there the defaults are used: call ``main(["--data", "synthetic", ...])`` to change them.
+# Every setting is a flag that ``--help`` explains; the defaults suit 32x32 images on one GPU. In a
+# notebook, pass the flags to ``main``: ``main(["--data", "synthetic"])``.
 
+import argparse
+import copy
+import functools
+import json
+import math
+import os
+import pickle
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action: argparse.Action) -> str:
-        # Where the default is None, the help text says what happens instead of "(default: None)".
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        # One line that names the problem, instead of argparse's usage block.
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text}")
-    return value
-
-
-def batch_size_value(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, as BatchNorm needs two images, got {text}")
-    return value
-
-
-def seed_value(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 2**63), got {text}")
-    return value
-
-
-def tau_value(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
-
-
-def default_num_workers() -> int:
-    return max(1, min(16, (os.cpu_count() or 2) - 1))
-
-
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="byol.py",
-        description="Train BYOL (Bootstrap Your Own Latent) on images, without labels.",
-        formatter_class=HelpFormatter,
-        allow_abbrev=False,  # a misspelt flag is an error, not silently another flag
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data",
-        default="cifar10",
-        help="'cifar10' (downloaded by torchvision into --data-dir), 'synthetic' (generated shapes, "
-        "no download) or the path of an image folder (class subfolders or flat; any size and mode)",
-    )
-    data.add_argument("--data-dir", default="data", help="where --data cifar10 is downloaded")
-    data.add_argument(
-        "--val",
-        default=None,
-        help="image folder with class subfolders for the kNN monitor (default: CIFAR-10's test split "
-        "for cifar10, the held-out part for synthetic, none for a folder)",
-    )
-    data.add_argument(
-        "--train-images",
-        type=positive_int,
-        default=None,
-        help="train on a random subset of this many images (chosen with --seed)",
-    )
-    data.add_argument(
-        "--val-images",
-        type=positive_int,
-        default=None,
-        help="evaluate on a random subset of this many validation images",
-    )
-    data.add_argument(
-        "--synthetic-images",
-        type=positive_int,
-        default=1024,
-        help="32x32 training images generated by --data synthetic (plus a quarter as many held out)",
-    )
-    data.add_argument(
-        "--input-size",
-        type=positive_int,
-        default=32,
-        help="side of the square views in pixels; 64 or less selects the small-image ResNet stem",
-    )
-    data.add_argument(
-        "--blur",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Gaussian blur of the views: the paper's (sigma 0.1-2 px at 224 px) scaled to "
-        "--input-size (default: on above 32 px; off at 32 px and below, as usual for CIFAR: scaled "
-        "to 32 px its sigma is at most 0.29 px, which changes no pixel by more than 1 %%, and to "
-        "16 px it changes none)",
-    )
-    data.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="fuse the colour augmentations into a few GPU kernels with torch.compile (default: on "
-        "with CUDA, where launching their many small kernels is most of their cost)",
-    )
-    data.add_argument(
-        "--crops-on-device",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="hold the training images in memory and crop and flip them on the training device, a "
-        "batch at a time, rather than in DataLoader workers (default: on when the images are of one "
-        "size, 64 px at most, and take 2 GB at most, as CIFAR-10's 150 MB; a folder of them is decoded "
-        "once, at the start)",
-    )
-    data.add_argument(
-        "--num-workers",
-        type=non_negative_int,
-        default=default_num_workers(),
-        help="DataLoader worker processes that decode, crop and flip (0: in the main process)",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--backbone",
-        choices=["resnet18", "resnet34", "resnet50"],
-        default="resnet18",
-        help="torchvision ResNet, untrained, used as the encoder",
-    )
-    model.add_argument(
-        "--hidden-dim", type=positive_int, default=4096, help="hidden width of projector and predictor"
-    )
-    model.add_argument(
-        "--proj-dim", type=positive_int, default=256, help="output width of projector and predictor"
-    )
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=100, help="passes over the training set")
-    optim.add_argument("--batch-size", type=batch_size_value, default=512, help="images per step")
-    optim.add_argument(
-        "--lr",
-        type=positive_float,
-        default=0.2,
-        help="peak learning rate for a batch of 256; the run uses lr * batch-size / 256",
-    )
-    optim.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
-    optim.add_argument(
-        "--weight-decay",
-        type=non_negative_float,
-        default=5e-4,
-        help="weight decay, not applied to biases and normalisation parameters",
-    )
-    optim.add_argument(
-        "--warmup-epochs",
-        type=non_negative_float,
-        default=10,
-        help="epochs of linear learning-rate warm-up before the cosine decay, at most a tenth of --epochs",
-    )
-    optim.add_argument(
-        "--tau-base",
-        type=tau_value,
-        default=0.99,
-        help="moving-average rate of the target network at the first step; it rises to 1 on a "
-        "cosine schedule",
-    )
-
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--output-dir", default="runs/pytorch_lightning", help="where metrics and checkpoints go"
-    )
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run saved in --output-dir/checkpoint-last.pt (in an empty --output-dir: "
-        "start a new one)",
-    )
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a run already in --output-dir (without it, such a directory is an error)",
-    )
-    run.add_argument(
-        "--checkpoint-every",
-        type=non_negative_int,
-        default=0,
-        help="also save a checkpoint every this many steps (0: only at the end of each epoch)",
-    )
-    run.add_argument(
-        "--eval-every",
-        type=non_negative_int,
-        default=10,
-        help="run the kNN monitor every this many epochs and after the last (0: never)",
-    )
-    run.add_argument("--knn-k", type=positive_int, default=200, help="neighbours of the kNN monitor")
-    run.add_argument(
-        "--knn-t", type=positive_float, default=0.1, help="temperature of the kNN monitor's votes"
-    )
-    run.add_argument(
-        "--log-every", type=positive_int, default=20, help="refresh the progress bar every this many steps"
-    )
-    run.add_argument(
-        "--device", default=None, help="'cuda', 'cpu', 'cuda:1', ... (default: cuda if available)"
-    )
-    run.add_argument(
-        "--precision",
-        choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="bf16 mixed precision or float32 (default: bf16 on GPUs and CPUs that compute in bf16 "
-        "natively, with AVX512-BF16 or AMX, where it is about 1.5-2x faster; float32 elsewhere)",
-    )
-    run.add_argument("--seed", type=seed_value, default=0, help="seed of every random draw")
-    return parser
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import torchvision
+import torchvision.transforms.v2 as T
+import torchvision.transforms.v2.functional as TF
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    if argv is None and "ipykernel" in sys.modules:
-        argv = []  # inside Jupyter, sys.argv holds the kernel's arguments, not ours
-    return build_parser().parse_args(argv)
+    parser = argparse.ArgumentParser("byol.py", allow_abbrev=False)  # a mistyped --epoch is an error
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # --help shows the defaults
+    add = parser.add_argument
+    add("--data", default="cifar10", help="cifar10, synthetic or an image folder (class subfolders or flat)")
+    add("--data-dir", default="data", help="where torchvision downloads CIFAR-10")
+    add("--val", help="image folder with class subfolders for the kNN monitor (default: the test split)")
+    add("--synthetic-images", type=int, default=1024, help="how many images --data synthetic generates")
+    add("--input-size", type=int, default=32, help="side of the views; 64 px or less: small-image stem")
+    add("--blur", action=argparse.BooleanOptionalAction, help="blur the views (default: above 32 px)")
+    add("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding files")
+    add("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"], help="the encoder")
+    add("--hidden-dim", type=int, default=4096, help="hidden width of projector and predictor")
+    add("--proj-dim", type=int, default=256, help="output width of projector and predictor")
+    add("--optimizer", default="sgd", choices=["sgd", "lars"], help="lars: the paper's, for large batches")
+    add("--epochs", type=int, default=100, help="passes over the training images")
+    add("--batch-size", type=int, default=512, help="images per step")
+    add("--lr", type=float, default=0.2, help="peak learning rate for a batch of 256, scaled to the batch")
+    add("--weight-decay", type=float, default=5e-4, help="weight decay, not on biases and norms")
+    add("--warmup-epochs", type=float, default=10, help="linear warm-up, at most a tenth of --epochs")
+    add("--tau-base", type=float, default=0.99, help="the target's moving-average rate, rising to 1")
+    add("--eval-every", type=int, default=10, help="epochs between runs of the kNN monitor (0: never)")
+    add("--knn-k", type=int, default=200, help="neighbours that vote in the kNN monitor")
+    add("--output-dir", default="runs/pytorch_lightning", help="where metrics and checkpoints go")
+    add("--resume", action="store_true", help="continue the run saved in --output-dir")
+    add("--overwrite", action="store_true", help="replace the run saved in --output-dir")
+    add("--seed", type=int, default=0, help="seed of every random draw")
+    add("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="auto: bf16 on recent GPUs")
+    add("--compile", action=argparse.BooleanOptionalAction, help="compile the colour jitter (default: GPU)")
+    add("--accelerator", default="auto", help="Lightning's accelerator: auto, cpu, gpu...")
+    args = parser.parse_args([] if argv is None and "ipykernel" in sys.modules else argv)  # not Jupyter's
+    smallest = {"batch_size": 2, "num_workers": 0, "eval_every": 0, "seed": 0, "warmup_epochs": 0}
+    for name in ["synthetic_images", "input_size", "hidden_dim", "proj_dim", "epochs", "knn_k", *smallest]:
+        if not getattr(args, name) >= smallest.get(name, 1):  # batch_size: BatchNorm needs two images
+            parser.error(f"--{name.replace('_', '-')} must be at least {smallest.get(name, 1)}")
+    if not (args.lr > 0 and args.weight_decay >= 0 and 0 <= args.tau_base < 1 and args.seed < 2**63):
+        parser.error("--lr must be positive, --weight-decay not negative, --tau-base in [0, 1)")
+    # What the defaults leave open is settled here, so that the checkpoint records what the run did.
+    gpu = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
+    args.blur = args.input_size > 32 if args.blur is None else args.blur
+    args.compile = gpu if args.compile is None else args.compile
+    if args.precision == "auto":  # GPUs before Ampere emulate bf16, slowly
+        native = gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+        args.precision = "bf16" if native else "fp32"
+    return args
 
 
 # %%
 # Augmentations
 # -------------
-# BYOL learns what stays the same between two views of an image, so the augmentations define what
-# it learns. Table 6 of the paper gives two *asymmetric* views: both are randomly cropped, flipped,
-# colour-jittered and sometimes turned grey; view 1 is always blurred and never solarized, view 2
-# rarely blurred and sometimes solarized. Every image draws its own random parameters.
-#
-# The work is split for speed. DataLoader workers do what must happen per image (decode, random
-# resized crop, flip) and hand over small ``uint8`` tensors. Everything else runs batched on the
-# training device, with per-image random parameters drawn there. Small images of one size that fit
-# in memory (CIFAR-10 takes 150 MB) skip the workers: their crops and flips run batched on the device
-# too (bilinear rather than bicubic).
-#
-# Each image's crop depends only on ``(seed, epoch, index)`` (on the device: ``(seed, epoch,
-# batch)``) and each batch's colour parameters only on ``(seed, step)``: a resumed run sees exactly
-# the views of an uninterrupted one, whatever the number of workers.
+# BYOL learns what two views of an image share, so the augmentations decide what it learns. The
+# paper's two views (its Table 6) are asymmetric: both are cropped, flipped, colour-jittered and
+# sometimes grey; view 1 is always blurred, view 2 rarely blurred and sometimes solarized. Each image
+# draws its own parameters. Images held in memory (CIFAR-10) are cropped on the training device, a
+# batch at a time; a folder's images are decoded and cropped (RandomResizedCrop) by DataLoader
+# workers. The rest runs batched on the training device, drawing from one random generator.
+
+JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}  # each in 80 % of views
+VIEW_1 = {"blur": 1.0, "solarize": 0.0}  # probabilities; both views turn grey with probability 0.2
+VIEW_2 = {"blur": 0.1, "solarize": 0.2}
 
 
-def sample_seed(seed: int, *counters: int) -> int:
-    """A 63-bit seed derived from the run's seed and some counters (epoch, index, step...)."""
-    for counter in counters:
-        seed = (seed * 1_000_003 + counter) % (2**63)
-    return seed
-
-
-def random_resized_crop_box(
-    height: int, width: int, rng: random.Random, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
-) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of a random crop, drawn as torchvision's RandomResizedCrop does."""
-    area = height * width
-    for _ in range(10):
-        target_area = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
-    # Rarely reached: a central crop with the aspect ratio clamped into range.
-    h, w = fallback_crop_size(height, width, ratio)
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
-def fallback_crop_size(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
-    """(height, width) of the whole image, its aspect ratio clamped into range."""
-    if width / height < ratio[0]:
-        return round(width / ratio[0]), width
-    if width / height > ratio[1]:
-        return height, round(height * ratio[1])
-    return height, width
-
-
-def crop_and_flip(image: Image.Image | torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
-    """The per-image part of a view: random resized crop (bicubic), horizontal flip, uint8 CHW."""
-    width, height = TF.get_size(image)[::-1]
-    top, left, h, w = random_resized_crop_box(height, width, rng)
-    view = TF.resized_crop(
-        image, top, left, h, w, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True
-    )
-    if rng.random() < 0.5:
-        view = TF.horizontal_flip(view)
-    return TF.pil_to_tensor(view) if isinstance(view, Image.Image) else view
-
-
-def random_resized_crop_boxes(
-    n: int, height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
-) -> torch.Tensor:
-    """n random crops (left, top, right, bottom), each drawn as random_resized_crop_box draws one:
-    up to 10 tries of (area, aspect ratio), all made at once; each crop keeps its first try that fits."""
-    device = generator.device
-
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-        return torch.empty(*shape, device=device).uniform_(low, high, generator=generator)
-
-    target_area = height * width * uniform(*scale, n, 10)
-    aspect = uniform(math.log(ratio[0]), math.log(ratio[1]), n, 10).exp()
-    w, h = (target_area * aspect).sqrt().round(), (target_area / aspect).sqrt().round()
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.int().argmax(dim=1, keepdim=True)  # argmax returns the first of equal maxima
-    w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
-    top, left = (uniform(0, 1, n) * (height - h + 1)).floor(), (uniform(0, 1, n) * (width - w + 1)).floor()
-    # Rarely: no try fits, and the crop is the central one of random_resized_crop_box.
-    none_fits = ~fits.any(dim=1)
-    fallback_h, fallback_w = fallback_crop_size(height, width, ratio)
-    h, w = h.masked_fill(none_fits, fallback_h), w.masked_fill(none_fits, fallback_w)
-    top = top.masked_fill(none_fits, (height - fallback_h) // 2)
-    left = left.masked_fill(none_fits, (width - fallback_w) // 2)
-    return torch.stack([left, top, left + w, top + h], dim=1)
-
-
-def crop_and_flip_batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """crop_and_flip for a batch of uint8 images (B, 3, H, W) on the device, each with its own crop
-    and flip. roi_align cuts each crop out and resizes it: bilinear (not bicubic as crop_and_flip),
-    averaged over each output pixel's area where the crop shrinks."""
+def crop_on_device(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Random resized crops (aspect ratio 3/4-4/3, area 8-100 %) and flips of a batch, one per image.
+    Each crop draws its ratio, then an area that fits it; RandomResizedCrop draws both, again if needed."""
     n, _, height, width = images.shape
-    boxes = random_resized_crop_boxes(n, height, width, generator)
-    flip = torch.rand(n, device=images.device, generator=generator) < 0.5
-    image_index = torch.arange(n, dtype=boxes.dtype, device=images.device).unsqueeze(1)
-    rois = torch.cat([image_index, boxes], dim=1)  # (image, left, top, right, bottom) per crop
-    # aligned=True: pixel i spans [i, i + 1), so a box covering the image reproduces it exactly
-    views = torchvision.ops.roi_align(images.float(), rois, size, sampling_ratio=-1, aligned=True)
-    views = torch.where(flip.view(n, 1, 1, 1), views.flip(3), views)
-    return views.round().clamp(0, 255).to(torch.uint8)
-
-
-@dataclass(frozen=True)
-class ViewAugmentation:
-    """What the training device applies to one view (the paper's Table 6)."""
-
-    jitter_prob: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_prob: float = 0.2
-    blur_prob: float = 1.0
-    solarize_prob: float = 0.0
-
-
-VIEW_1 = ViewAugmentation(blur_prob=1.0, solarize_prob=0.0)
-VIEW_2 = ViewAugmentation(blur_prob=0.1, solarize_prob=0.2)
-
-# The batched operations below take images of shape (B, 3, H, W) with values in [0, 1] and one
-# factor per image, and compute what torchvision's functional ops compute for each image alone.
-
-
-def per_image(values: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, 1, 1, 1)
-
-
-def grayscale(images: torch.Tensor) -> torch.Tensor:
-    r, g, b = images.unbind(1)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+    u = torch.rand(n, 5, device=images.device, generator=generator)
+    ratio = torch.exp(math.log(3 / 4) + math.log(16 / 9) * u[:, 1])  # log-uniform in [3/4, 4/3]
+    fits = torch.minimum(width / height / ratio, ratio * height / width).clamp(max=1)  # the largest area
+    area = height * width * (0.08 + (fits - 0.08) * u[:, 0])
+    w, h = (area * ratio).sqrt().clamp(max=width), (area / ratio).sqrt().clamp(max=height)
+    left, top, index = u[:, 2] * (width - w), u[:, 3] * (height - h), torch.arange(n, device=u.device)
+    # roi_align resizes each box bilinearly, averaging where it shrinks; aligned: pixel i is [i, i + 1)
+    boxes = torch.stack([index, left, top, left + w, top + h], dim=1)
+    crops = torchvision.ops.roi_align(images, boxes, size, sampling_ratio=-1, aligned=True)
+    return torch.where(u[:, 4].view(-1, 1, 1, 1) < 0.5, crops.flip(3), crops)
 
 
 def blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (per_image(factor) * images + (1 - per_image(factor)) * other).clamp(0, 1)
-
-
-def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (images * per_image(factor)).clamp(0, 1)
-
-
-def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return blend(images, grayscale(images).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return blend(images, grayscale(images), factor)
-
-
-def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
-    r, g, b = images.unbind(1)
-    maxc, minc = images.amax(1), images.amin(1)
-    delta = maxc - minc
-    grey = delta == 0  # hue and saturation are undefined for greys; both are set to 0
-    saturation = delta / torch.where(grey, torch.ones_like(maxc), maxc)
-    delta = torch.where(grey, torch.ones_like(delta), delta)
-    rc, gc, bc = (maxc - r) / delta, (maxc - g) / delta, (maxc - b) / delta
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.where(grey, torch.zeros_like(hue), hue)
-    hue = (hue * (1.0 / 6.0) + 1.0).fmod(1.0)
-    return torch.stack((hue, saturation, maxc), dim=1)
-
-
-def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
-    h, s, v = images.unbind(1)
-
-    def channel(n: float) -> torch.Tensor:  # n = 5, 3, 1 for red, green, blue
-        k = (n + 6 * h) % 6
-        return v - v * s * torch.minimum(k, 4 - k).clamp(0, 1)
-
-    return torch.stack((channel(5), channel(3), channel(1)), dim=1)
+    return (factor * images + (1 - factor) * other).clamp(0, 1)
 
 
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    hsv = rgb_to_hsv(images)
-    hue = (hsv[:, 0] + shift.view(-1, 1, 1)).remainder(1.0)
-    return hsv_to_rgb(torch.stack((hue, hsv[:, 1], hsv[:, 2]), dim=1))
+    """Turns each image's hue by its shift, a fraction of the colour wheel, in HSV space."""
+    r, g, b = images.split(1, dim=1)
+    value, low = images.amax(1, keepdim=True), images.amin(1, keepdim=True)
+    chroma = value - low
+    divisor = torch.where(chroma > 0, chroma, 1.0)  # greys have no hue
+    hue = torch.where(value == g, 2 + (b - r) / divisor, 4 + (r - g) / divisor)
+    hue = torch.where(value == r, (g - b) / divisor, hue) / 6 + shift
+    k = torch.cat([(n + 6 * hue) % 6 for n in (5, 3, 1)], dim=1)
+    return value - chroma * torch.minimum(k, 4 - k).clamp(0, 1)  # back to red, green and blue
 
 
-def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma per image and reflect padding."""
-    batch, channels, height, width = images.shape
-    x = torch.arange(kernel_size, device=images.device, dtype=images.dtype) - kernel_size // 2
-    kernel = torch.softmax(-0.5 * (x / sigma.view(-1, 1)) ** 2, dim=1)  # (B, k), rows sum to 1
-    kernel = kernel.repeat_interleave(channels, dim=0)  # one kernel per (image, channel)
-    pad = kernel_size // 2
-    out = F.pad(images, (pad, pad, pad, pad), mode="reflect").reshape(
-        1, batch * channels, *[height + 2 * pad, width + 2 * pad]
-    )
-    out = F.conv2d(out, kernel.view(-1, 1, 1, kernel_size), groups=batch * channels)
-    out = F.conv2d(out, kernel.view(-1, 1, kernel_size, 1), groups=batch * channels)
-    return out.view(batch, channels, height, width)
+# What torchvision's ColorJitter does to one image, for a batch with a factor per image.
+ADJUSTMENTS = [
+    lambda images, factor: blend(images, torch.zeros_like(images), factor),  # brightness
+    lambda images, factor: blend(images, TF.rgb_to_grayscale(images).mean((1, 2, 3), True), factor),
+    lambda images, factor: blend(images, TF.rgb_to_grayscale(images), factor),  # saturation
+    adjust_hue,
+]
 
 
-def solarize(images: torch.Tensor) -> torch.Tensor:
-    return torch.where(images >= 0.5, 1 - images, images)
-
-
-def blur_kernel_size(input_size: int) -> int:
-    """About a tenth of the side, odd (23 at 224 px, as in the paper)."""
-    return max(3, round(input_size / 10) // 2 * 2 + 1)
-
-
-def color_jitter(
-    images: torch.Tensor, apply: torch.Tensor, factors: list[torch.Tensor], order: torch.Tensor
-) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue, per image in the order given by a row of ``order``
-    (0 = brightness ... 3 = hue), on the images where ``apply`` is true."""
-    adjustments = [adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue]
+def color_jitter(images: torch.Tensor, apply, factors: list, order: torch.Tensor) -> torch.Tensor:
+    """The four adjustments in each image's own random order (a column of `order`), where `apply`."""
     for slot in range(4):
-        for index, adjust in enumerate(adjustments):
-            chosen = apply & (order[:, slot] == index)
-            images = torch.where(per_image(chosen), adjust(images, factors[index]), images)
+        for index, adjust in enumerate(ADJUSTMENTS):
+            chosen = apply & (order[:, slot : slot + 1] == index)
+            images = torch.where(chosen, adjust(images, factors[index]), images)
     return images
 
 
-# The same function compiled: torch.compile fuses its ~200 small operations into a few kernels.
-# It compiles at its first call; on an H200 it raised the training loop's speed by half (batch 256).
-compiled_color_jitter = torch.compile(color_jitter, dynamic=False)
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blurs each image with its own sigma; the kernel spans a tenth of the side (23 px at 224 px)."""
+    n, c, height, width = images.shape
+    size = max(3, round(width / 10) // 2 * 2 + 1)
+    x = torch.arange(size, device=images.device) - size // 2
+    kernel = torch.softmax(-0.5 * (x / sigma.view(-1, 1)) ** 2, dim=1).repeat_interleave(c, dim=0)
+    out = F.pad(images, [size // 2] * 4, mode="reflect").view(1, n * c, height + size - 1, -1)
+    out = F.conv2d(out, kernel.view(n * c, 1, 1, size), groups=n * c)  # along rows, then columns
+    return F.conv2d(out, kernel.view(n * c, 1, size, 1), groups=n * c).view(n, c, height, width)
 
 
-def augment(
-    images: torch.Tensor,
-    view: ViewAugmentation,
-    generator: torch.Generator,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    blur: bool,
-    compiled: bool = False,
-) -> torch.Tensor:
-    """Batched colour jitter, grayscale, blur, solarize and normalisation of uint8 crops."""
-    batch, device = images.shape[0], images.device
+def augment(images: torch.Tensor, view: dict, generator, blur: bool, jitter=color_jitter) -> torch.Tensor:
+    """Colour jitter, grayscale, blur and solarize of a batch of crops in [0, 1], per image."""
 
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(batch, device=device, generator=generator)
+    def draw(low: float = 0.0, high: float = 1.0) -> torch.Tensor:  # one number per image
+        numbers = torch.empty(len(images), 1, 1, 1, device=images.device)
+        return numbers.uniform_(low, high, generator=generator)
 
-    def chance(p: float) -> torch.Tensor:
-        return torch.rand(batch, device=device, generator=generator) < p
+    factors = [draw(1 - JITTER[name], 1 + JITTER[name]) for name in ("brightness", "contrast", "saturation")]
+    factors.append(draw(-JITTER["hue"], JITTER["hue"]))
+    order = torch.rand(len(images), 4, 1, 1, device=images.device, generator=generator).argsort(dim=1)
+    images = jitter(images, draw() < 0.8, factors, order)
+    images = torch.where(draw() < 0.2, TF.rgb_to_grayscale(images, 3), images)
+    if blur:  # the paper's sigma, 0.1-2 px at 224 px, scaled; at 32 px it changes no pixel by 1 %
+        blurred = gaussian_blur(images, draw(0.1, 2) * images.shape[-1] / 224)
+        images = torch.where(draw() < view["blur"], blurred, images)
+    return torch.where(draw() < view["solarize"], torch.where(images < 0.5, images, 1 - images), images)
 
-    x = images.float() / 255
 
-    # Colour jitter: the four adjustments in a random order per image, all skipped with 1 - p.
-    apply = chance(view.jitter_prob)
-    factors = [
-        uniform(1 - view.brightness, 1 + view.brightness),
-        uniform(1 - view.contrast, 1 + view.contrast),
-        uniform(1 - view.saturation, 1 + view.saturation),
-        uniform(-view.hue, view.hue),
-    ]
-    order = torch.rand(batch, 4, device=device, generator=generator).argsort(dim=1)
-    x = (compiled_color_jitter if compiled else color_jitter)(x, apply, factors, order)
+def compiled(function):
+    """`function` compiled by torch.compile at its first call; where that fails, `function` itself."""
+    state = {"compiled": torch.compile(function, dynamic=False)}  # ~200 small kernels fused into a few
 
-    x = torch.where(per_image(chance(view.grayscale_prob)), grayscale(x).expand_as(x), x)
+    def call(*args):
+        if state["compiled"] is not None:
+            try:
+                return state["compiled"](*args)
+            except Exception as error:  # no C compiler, an unsupported platform...
+                warnings.warn(f"torch.compile failed, running eagerly: {error}", stacklevel=2)
+                state["compiled"] = None
+        return function(*args)
 
-    # The paper's sigma range, [0.1, 2.0] at 224 px, scaled to the input size.
-    sigma = uniform(0.1, 2.0) * x.shape[-1] / 224
-    blurred = chance(view.blur_prob if blur else 0.0)
-    if blur:
-        x = torch.where(per_image(blurred), gaussian_blur(x, sigma, blur_kernel_size(x.shape[-1])), x)
-
-    x = torch.where(per_image(chance(view.solarize_prob)), solarize(x), x)
-    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    return call
 
 
 # %%
@@ -582,8 +219,8 @@ def augment(
 # The encoder f is a torchvision ResNet without its classifier. On small images (64 px or less) its
 # stem is replaced: the ImageNet stem (7x7 stride-2 convolution and max-pool) would shrink a 32x32
 # image to 1x1 before the last stage. The projector g and the predictor q are
-# Linear -> BatchNorm -> ReLU -> Linear; the predictor exists only in the online network.
-# The target network is a copy of encoder and projector that never receives gradients.
+# Linear -> BatchNorm -> ReLU -> Linear; only the online network has a predictor, and the target
+# network, a copy of encoder and projector, receives no gradients.
 
 
 def resnet_encoder(name: str, small_images: bool) -> tuple[nn.Module, int]:
@@ -597,12 +234,8 @@ def resnet_encoder(name: str, small_images: bool) -> tuple[nn.Module, int]:
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim),
-        nn.BatchNorm1d(hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, out_dim),
-    )
+    layers = [nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.Linear(hidden_dim, out_dim))
 
 
 class BYOL(nn.Module):
@@ -614,37 +247,26 @@ class BYOL(nn.Module):
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
 
-    def online_parameters(self) -> list[nn.Parameter]:
-        """The parameters that have a moving-average twin in the target network, in its order."""
-        return [*self.encoder.parameters(), *self.projector.parameters()]
-
-    def target_parameters(self) -> list[nn.Parameter]:
-        return [*self.target_encoder.parameters(), *self.target_projector.parameters()]
-
     def forward(self, view_1: torch.Tensor, view_2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The symmetrised BYOL loss of a batch, and the online projections of view 1."""
         projection_1 = self.projector(self.encoder(view_1))
         projection_2 = self.projector(self.encoder(view_2))
-        prediction_1 = self.predictor(projection_1)
-        prediction_2 = self.predictor(projection_2)
-        with torch.no_grad():
+        with torch.no_grad():  # the target's BatchNorm is in train mode too: batch statistics
             target_1 = self.target_projector(self.target_encoder(view_1))
             target_2 = self.target_projector(self.target_encoder(view_2))
-        loss = regression_loss(prediction_1, target_2) + regression_loss(prediction_2, target_1)
+        loss = regression_loss(self.predictor(projection_1), target_2)
+        loss = loss + regression_loss(self.predictor(projection_2), target_1)
         return loss, projection_1.detach()
 
 
 # %%
 # Loss and target update
 # ----------------------
-# The loss is the mean squared error between L2-normalised prediction and target projection,
-# ``2 - 2 cos(p, z)``, with a stop-gradient on the target. It is symmetrised by swapping the views,
-# and the two terms are *summed* (averaging them would halve the gradient).
-#
-# After every optimiser step the target moves towards the online network:
-# ``target = tau * target + (1 - tau) * online``. tau rises from ``--tau-base`` to 1 on a cosine
-# schedule, so the target changes more and more slowly. Only parameters are averaged; the target's
-# BatchNorm statistics come from its own forward passes.
+# The loss is the mean squared error of the L2-normalised prediction and target projection,
+# ``2 - 2 cos(p, z)``, with a stop-gradient on the target; it is symmetrised by swapping the views and
+# the two terms are *summed* (a mean would halve the gradient). After every optimiser step the target
+# moves towards the online network, ``target = tau * target + (1 - tau) * online``, tau rising from
+# ``--tau-base`` to 1 on a cosine schedule. Only weights are averaged, not BatchNorm statistics.
 
 
 def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -659,1067 +281,417 @@ def tau_at(step: int, total_steps: int, tau_base: float) -> float:
 
 @torch.no_grad()
 def update_target(model: BYOL, tau: float) -> None:
-    # lerp(target, online, 1 - tau) = tau * target + (1 - tau) * online, one fused op for all weights
-    torch._foreach_lerp_(model.target_parameters(), model.online_parameters(), 1 - tau)
+    online = [*model.encoder.parameters(), *model.projector.parameters()]
+    target = [*model.target_encoder.parameters(), *model.target_projector.parameters()]
+    for online_weight, target_weight in zip(online, target, strict=True):
+        target_weight.lerp_(online_weight, 1 - tau)  # tau * target + (1 - tau) * online
 
 
-def learning_rate_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
-    """Linear warm-up to peak_lr, then cosine decay to 0."""
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The learning rate's share of its peak: a linear warm-up, then a cosine decay to 0."""
     if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak_lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return (step + 1) / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, total_steps - warmup_steps)))
 
 
-def parameter_groups(model: BYOL, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices and kernels only: biases and norm parameters are 1-D."""
-    online = [*model.online_parameters(), *model.predictor.parameters()]
-    return [
-        {"params": [p for p in online if p.ndim > 1], "weight_decay": weight_decay},
-        {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0},
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum whose update of each weight is scaled by its trust ratio, 1e-3 |w| / |g + wd w|
+    (You et al. 2017, as in BYOL); groups with lars=False (biases, norms) take plain SGD steps."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": 0.0, "lars": False})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        with torch.enable_grad():
+            loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for weight in (w for w in group["params"] if w.grad is not None):
+                update = weight.grad.add(weight, alpha=group["weight_decay"])
+                if group["lars"]:
+                    trust = 1e-3 * weight.norm() / update.norm()
+                    update *= torch.where(torch.isfinite(trust) & (trust > 0), trust, 1.0)
+                velocity = self.state[weight].setdefault("momentum_buffer", torch.zeros_like(weight))
+                weight.sub_(velocity.mul_(group["momentum"]).add_(update), alpha=group["lr"])
+        return loss
+
+
+def make_optimizer(model: BYOL, args: argparse.Namespace, peak_lr: float) -> torch.optim.Optimizer:
+    """Weight decay and LARS's adaptation apply to weights, not to biases and norms (1-D)."""
+    online = [p for p in model.parameters() if p.requires_grad]  # encoder, projector, predictor
+    groups = [
+        {"params": [p for p in online if p.ndim > 1], "weight_decay": args.weight_decay, "lars": True},
+        {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0, "lars": False},
     ]
+    optimizer = LARS if args.optimizer == "lars" else torch.optim.SGD
+    return optimizer(groups, lr=peak_lr, momentum=0.9)
 
 
 # %%
 # Data
 # ----
-# Three sources of images: CIFAR-10 through torchvision, any folder of images, and a synthetic set of
-# textures (no download, and quick to learn: see ``synthetic_images``).
-# A *source* lists images and labels and loads one image at a time; the datasets below turn a
-# source into training pairs of views or into evaluation images.
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# CIFAR-10 (which torchvision downloads) and the synthetic images are held in memory as uint8
+# tensors. The files of a folder are listed by torchvision's ImageFolder and decoded by DataLoader
+# workers; an unreadable file is skipped and named.
 
 
 class DataError(Exception):
-    """Bad input data: the message is shown to the user as it is."""
-
-
-class UnreadableImage(Exception):
-    pass
-
-
-def open_rgb(path: str) -> Image.Image:
-    """Decode any common image file into 8-bit RGB, refusing decompression bombs."""
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise UnreadableImage(
-                    f"{image.width}x{image.height} pixels, over PIL's decompression-bomb limit"
-                )
-            image.load()
-            if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit greyscale: keep the top 8 bits
-                pixels = np.asarray(image, dtype=np.float64) / 257
-                image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-            elif image.mode == "P":
-                image = image.convert("RGBA")  # palette transparency is only kept through RGBA
-            return image.convert("RGB")
-    except UnreadableImage:
-        raise
-    except Exception as error:  # PIL raises many types for broken files
-        raise UnreadableImage(str(error) or type(error).__name__) from None
-
-
-def check_image_header(path: str) -> tuple[str | None, tuple[int, int]]:
-    """Why the file cannot be used (None if it can), and its (width, height). Reads only the header,
-    so it is fast."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file", (0, 0)
-        with Image.open(path) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                return f"{image.width}x{image.height} pixels, over PIL's decompression-bomb limit", image.size
-            return None, image.size
-    except Exception as error:
-        return str(error) or type(error).__name__, (0, 0)
-
-
-class FolderSource:
-    """Images in a folder: class subfolders give labels; a flat folder has none."""
-
-    def __init__(self, root: str) -> None:
-        root_path = Path(root)
-        if not root_path.is_dir():
-            raise DataError(f"image folder not found: {root}")
-        files = sorted(p for p in root_path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-        others = len(files) - len(candidates)
-        if others:
-            example = next(p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
-            print(f"warning: ignored {others} file(s) in {root} that are not images, e.g. {example}")
-        with ThreadPoolExecutor(16) as pool:
-            checks = list(pool.map(check_image_header, map(str, candidates)))  # (problem, size)
-        for path, (problem, _) in zip(candidates, checks):
-            if problem:
-                print(f"warning: skipped unreadable image {path}: {problem}")
-        good = [p for p, (problem, _) in zip(candidates, checks) if problem is None]
-        if not good:
-            raise DataError(f"no readable image in {root} (looked for {', '.join(IMAGE_EXTENSIONS)})")
-        self.labelled = all(p.parent != root_path for p in good)
-        self.classes = sorted({p.relative_to(root_path).parts[0] for p in good}) if self.labelled else []
-        class_index = {name: i for i, name in enumerate(self.classes)}
-        self.paths = [str(p) for p in good]
-        self.sizes = {size for problem, size in checks if problem is None}  # (width, height)
-        self.labels = [class_index[p.relative_to(root_path).parts[0]] if self.labelled else 0 for p in good]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, index: int) -> Image.Image:
-        return open_rgb(self.paths[index])
-
-    def name(self, index: int) -> str:
-        return self.paths[index]
-
-
-class TensorSource:
-    """Images already in memory as a uint8 tensor (N, 3, H, W): CIFAR-10 and the synthetic set."""
-
-    def __init__(
-        self, images: torch.Tensor, labels: list[int], classes: list[str], labelled: bool = True
-    ) -> None:
-        self.images, self.labels, self.classes, self.labelled = images, labels, classes, labelled
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def load(self, index: int) -> torch.Tensor:
-        return self.images[index]
-
-    def name(self, index: int) -> str:
-        return f"image {index}"
-
-
-class Subset:
-    """A random subset of a source, chosen with a seed."""
-
-    def __init__(self, source: FolderSource | TensorSource, size: int, seed: int, flag: str) -> None:
-        if size > len(source):
-            raise DataError(f"{flag} {size}: the data has only {len(source)} images")
-        order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))
-        self.source, self.indices = source, order[:size].tolist()
-        self.labels = [source.labels[i] for i in self.indices]
-        self.classes, self.labelled = source.classes, source.labelled
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def load(self, index: int) -> Image.Image | torch.Tensor:
-        return self.source.load(self.indices[index])
-
-    def name(self, index: int) -> str:
-        return self.source.name(self.indices[index])
-
-
-def fits_on_device(source: FolderSource | TensorSource | Subset) -> bool:
-    """Whether the images are small (64 px at most), of one size, and 2 GB at most all together: then
-    the whole set fits in memory (CIFAR-10 takes 150 MB) and the crops can be made on the device."""
-    base = source.source if isinstance(source, Subset) else source
-    sizes = {tuple(base.images.shape[:-3:-1])} if isinstance(base, TensorSource) else base.sizes
-    if len(sizes) != 1:
-        return False
-    width, height = next(iter(sizes))
-    return max(width, height) <= 64 and len(source) * 3 * width * height <= 2**31
-
-
-def load_into_memory(source: FolderSource | TensorSource | Subset) -> TensorSource:
-    """All the images of a source as one uint8 tensor; a folder's are decoded here, once, in threads."""
-    if isinstance(source, TensorSource):
-        return source
-    if isinstance(source, Subset) and isinstance(source.source, TensorSource):
-        images = source.source.images[source.indices]
-        return TensorSource(images, source.labels, source.classes, source.labelled)
-
-    def decode(index: int) -> torch.Tensor | None:
-        try:
-            return TF.pil_to_tensor(source.load(index))
-        except UnreadableImage as error:
-            print(f"warning: skipped unreadable image {source.name(index)}: {error}")
-            return None
-
-    with ThreadPoolExecutor(16) as pool:
-        decoded = list(pool.map(decode, range(len(source))))
-    readable = [i for i, image in enumerate(decoded) if image is not None]
-    if not readable:
-        raise DataError("no readable image in the training set: every one failed to decode")
-    sizes = {tuple(decoded[i].shape[:-3:-1]) for i in readable}
-    if len(sizes) > 1:
-        found = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3])
-        raise DataError(
-            f"--crops-on-device needs training images of one size; found {found}: resize them "
-            "first, or leave the crops to the DataLoader workers (--no-crops-on-device)"
-        )
-    images = torch.stack([decoded[i] for i in readable])
-    return TensorSource(images, [source.labels[i] for i in readable], source.classes, source.labelled)
-
-
-TEXTURES = [
-    "horizontal stripes",
-    "vertical stripes",
-    "diagonal stripes",
-    "checkerboard",
-    "dots",
-    "rings",
-    "grid",
-    "rays",
-    "waves",
-    "blobs",
-]
-
-
-def synthetic_images(num_images: int, seed: int, size: int = 32) -> TensorSource:
-    """Ten classes of textures (stripes, checkerboard, rings...) at random scales and phases, lit
-    through a mosaic of random colours. Colour says nothing about the class and differs between
-    crops of one image, so colour statistics (which dominate an untrained network's features)
-    don't separate the classes; features invariant to the augmentations do."""
-    g = torch.Generator().manual_seed(seed)
-    n = num_images
-
-    def uniform(*shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-        return low + (high - low) * torch.rand(*shape, generator=g)
-
-    labels = (torch.arange(n) % len(TEXTURES))[torch.randperm(n, generator=g)]
-    coords = torch.linspace(-1, 1, size)
-    y, x = coords.view(1, -1, 1), coords.view(1, 1, -1)
-    frequency = uniform(n, 1, 1, low=math.log(1), high=math.log(5)).exp() * math.pi  # 1 to 5 cycles
-    phase = uniform(n, 1, 1, high=2 * math.pi)
-    cx, cy = uniform(n, 1, 1, low=-0.6, high=0.6), uniform(n, 1, 1, low=-0.6, high=0.6)
-    direction = torch.where(uniform(n, 1, 1) < 0.5, -1.0, 1.0)
-    radius, angle = ((x - cx) ** 2 + (y - cy) ** 2).sqrt(), torch.atan2(y - cy, x - cx)
-    blobs = F.interpolate(torch.randn(n, 1, 4, 4, generator=g), size=(size, size), mode="bicubic")[:, 0]
-    patterns = torch.stack(
-        [
-            torch.sin(y * frequency + phase).expand(n, size, size),
-            torch.sin(x * frequency + phase).expand(n, size, size),
-            torch.sin((x + direction * y) * frequency / math.sqrt(2) + phase),
-            torch.sin(x * frequency + phase) * torch.sin(y * frequency + phase),
-            torch.cos(2 * x * frequency + phase) * torch.cos(2 * y * frequency + phase) - 0.5,
-            torch.sin(2 * radius * frequency + phase),
-            torch.maximum(torch.cos(x * frequency + phase), torch.cos(y * frequency + phase)) - 0.8,
-            torch.sin(6 * angle + phase).expand(n, size, size),
-            torch.sin(y * frequency + 0.6 * torch.sin(2 * x * frequency) + phase),
-            blobs,
-        ]
-    )  # (textures, n, H, W)
-    lit = (patterns[labels, torch.arange(n)] > 0).float().unsqueeze(1)
-    mosaic = F.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=(size, size), mode="nearest")
-    images = mosaic * (0.35 + 0.65 * lit) + 0.04 * torch.randn(n, 3, size, size, generator=g)
-    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
-    return TensorSource(images, labels.tolist(), TEXTURES)
-
-
-def cifar10_source(data_dir: str, train: bool) -> TensorSource:
-    try:
-        cifar = torchvision.datasets.CIFAR10(data_dir, train=train, download=True)
-    except Exception as error:
-        raise DataError(
-            f"could not download CIFAR-10 into {data_dir} ({error}); without internet, pass a copy of "
-            "it as an image folder: --data PATH/train --val PATH/test"
-        ) from None
-    images = torch.from_numpy(cifar.data).permute(0, 3, 1, 2).contiguous()
-    return TensorSource(images, list(cifar.targets), list(cifar.classes))
-
-
-class TwoViewDataset(Dataset):
-    """Training pairs: two independent crops-and-flips of one image, as uint8 tensors.
-
-    Its keys are (epoch, index) pairs, so that each image's random crop depends only on the seed,
-    the epoch and the index. An unreadable image yields its name and the reason instead."""
-
-    def __init__(self, source: FolderSource | TensorSource | Subset, input_size: int, seed: int) -> None:
-        self.source, self.input_size, self.seed = source, input_size, seed
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | tuple[str, str]:
-        epoch, index = key
-        rng = random.Random(sample_seed(self.seed, epoch, index))  # Python's RNG: fast for a few draws
-        try:
-            image = self.source.load(index)
-        except UnreadableImage as error:
-            return self.source.name(index), str(error)
-        return crop_and_flip(image, self.input_size, rng), crop_and_flip(image, self.input_size, rng)
-
-
-class EvalDataset(Dataset):
-    """Evaluation images: shorter side resized to the input size, centre crop, uint8, with label."""
-
-    def __init__(self, source: FolderSource | TensorSource | Subset, input_size: int) -> None:
-        self.source, self.input_size = source, input_size
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[str, str]:
-        try:
-            image = self.source.load(index)
-        except UnreadableImage as error:
-            return self.source.name(index), str(error)
-        image = TF.resize(
-            image, [self.input_size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True
-        )
-        image = TF.center_crop(image, [self.input_size, self.input_size])
-        return (TF.pil_to_tensor(image) if isinstance(image, Image.Image) else image), self.source.labels[
-            index
-        ]
-
-
-def collate_skipping_unreadable(
-    samples: list[tuple],
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Stack the good samples; return the (name, reason) of unreadable ones separately."""
-    unreadable = [s for s in samples if isinstance(s[0], str)]
-    good = [s for s in samples if not isinstance(s[0], str)]
-    if not good:
-        return torch.empty(0), torch.empty(0), unreadable
-    first = torch.stack([s[0] for s in good])
-    second = (
-        torch.stack([s[1] for s in good])
-        if torch.is_tensor(good[0][1])
-        else torch.tensor([s[1] for s in good])
-    )
-    return first, second, unreadable
-
-
-class EpochSampler(Sampler):
-    """Shuffles once per epoch with a seed derived from (seed, epoch); yields (epoch, index) keys.
-
-    start_batch skips the batches a resumed run has already trained on."""
-
-    def __init__(self, num_images: int, batch_size: int, seed: int) -> None:
-        self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
-        self.epoch, self.start_batch = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def __len__(self) -> int:
-        return (self.num_images // self.batch_size - self.start_batch) * self.batch_size
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch))
-        order = torch.randperm(self.num_images, generator=generator)
-        used = order[
-            self.start_batch * self.batch_size : self.num_images // self.batch_size * self.batch_size
-        ]
-        return iter([(self.epoch, int(i)) for i in used])
-
-
-class DeviceCrops:
-    """The DataLoader's stand-in for images held in memory: the sampler's batches of (epoch, index)
-    keys become pairs of crops made on the device, a batch at a time, each batch's randomness drawn
-    from (seed, epoch, batch, rank). It yields what the DataLoader yields: (crops_1, crops_2,
-    unreadable)."""
-
-    def __init__(
-        self,
-        source: TensorSource,
-        sampler: EpochSampler,
-        batch_size: int,
-        input_size: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-    ) -> None:
-        self.images = source.images.to(device)  # the whole training set, once
-        self.sampler, self.batch_size, self.input_size = sampler, batch_size, input_size
-        self.seed, self.rank = seed, rank
-
-    def __len__(self) -> int:
-        return len(self.sampler) // self.batch_size
-
-    def __iter__(self):
-        epoch, first_batch, device = self.sampler.epoch, self.sampler.start_batch, self.images.device
-        # The epoch's order, copied to the device once: a copy per batch would wait for the GPU.
-        order = torch.tensor([index for _, index in self.sampler], device=device)
-        for batch, indices in enumerate(order.split(self.batch_size), start=first_batch):
-            images = self.images[indices]
-            generator = torch.Generator(device).manual_seed(sample_seed(self.seed, epoch, batch, self.rank))
-            crops_1 = crop_and_flip_batch(images, self.input_size, generator)
-            crops_2 = crop_and_flip_batch(images, self.input_size, generator)
-            yield crops_1, crops_2, []
+    """Bad input: the message is shown to the user as it is."""
 
 
 @dataclass
 class Data:
-    train: FolderSource | TensorSource | Subset
-    val: FolderSource | TensorSource | Subset | None  # None: no kNN monitor
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    train: Dataset  # in memory: (image, label); a folder: ((crop, crop), label)
+    bank: Dataset  # the training images as the kNN monitor sees them
+    val: Dataset | None  # None: no kNN monitor
+    mean_std: tuple
+
+
+class ImageFiles(torchvision.datasets.ImageFolder):
+    """ImageFolder, which also takes a flat folder (one class, named '': unlabelled) and gives the name
+    of a file it cannot read instead of failing."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        if any(entry.is_dir() for entry in os.scandir(directory)):
+            return super().find_classes(directory)
+        return [""], {"": 0}
+
+    def __getitem__(self, index: int) -> tuple | str:
+        try:
+            return super().__getitem__(index)
+        except Exception as error:  # Pillow raises many types for broken files
+            return f"{self.samples[index][0]} ({error})"
+
+
+def image_folder(root: str, transform: T.Transform) -> ImageFiles:
+    if not Path(root).is_dir():
+        raise DataError(f"image folder not found: {root}")
+    try:
+        return ImageFiles(root, transform)
+    except FileNotFoundError as error:  # a folder, or a class subfolder, without images
+        raise DataError(f"no readable image in {root}: {error}") from None
+
+
+def twice(transform: T.Transform, image) -> tuple:
+    return transform(image), transform(image)  # two independent random crops
+
+
+def collate_readable(samples: list) -> tuple:
+    """A batch of the readable samples (None if none is), and the names of the unreadable ones."""
+    readable = [sample for sample in samples if not isinstance(sample, str)]
+    return (default_collate(readable) if readable else None), [s for s in samples if isinstance(s, str)]
+
+
+def synthetic_images(n: int, seed: int, size: int = 32) -> TensorDataset:
+    """Ten classes of textures (stripes, checks, dots, rings, grids, rays, waves, blobs) at random
+    scales, phases and centres, lit through a mosaic of random colours: colour tells nothing."""
+    g = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    y, x = torch.linspace(-1, 1, size).view(1, -1, 1), torch.linspace(-1, 1, size).view(1, 1, -1)
+    scale, phase, cx, cy, side = torch.rand(5, n, 1, 1, generator=g)
+    f, phase = (scale * math.log(5)).exp() * math.pi, phase * 2 * math.pi  # 1 to 5 cycles
+    cx, cy = 1.2 * cx - 0.6, 1.2 * cy - 0.6
+    diagonal = (x + torch.where(side < 0.5, -y, y)) / math.sqrt(2)
+    radius, angle = ((x - cx) ** 2 + (y - cy) ** 2).sqrt(), torch.atan2(y - cy, x - cx)
+    blobs = F.interpolate(torch.randn(n, 1, 4, 4, generator=g), size=(size, size), mode="bicubic")[:, 0]
+    stripes = [torch.sin(y * f + phase), torch.sin(x * f + phase), torch.sin(diagonal * f + phase)]
+    dots = torch.cos(2 * x * f + phase) * torch.cos(2 * y * f + phase) - 0.5
+    grid = torch.maximum(torch.cos(x * f + phase), torch.cos(y * f + phase)) - 0.8
+    waves = torch.sin(y * f + 0.6 * torch.sin(2 * x * f) + phase)
+    rings, rays = torch.sin(2 * radius * f + phase), torch.sin(6 * angle + phase)
+    textures = [*stripes, stripes[0] * stripes[1], dots, rings, grid, rays, waves, blobs]
+    textures = torch.stack([texture.expand(n, size, size) for texture in textures])
+    lit = (textures[labels, torch.arange(n)] > 0).float().unsqueeze(1)
+    mosaic = F.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=(size, size), mode="nearest")
+    images = mosaic * (0.35 + 0.65 * lit) + 0.04 * torch.randn(n, 3, size, size, generator=g)
+    return TensorDataset((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
+
+
+def cifar10(data_dir: str, train: bool) -> TensorDataset:
+    try:
+        cifar = torchvision.datasets.CIFAR10(data_dir, train, download=True)
+    except Exception as error:
+        raise DataError(f"no CIFAR-10 ({error}); offline, pass it as folders: --data DIR --val DIR") from None
+    return TensorDataset(torch.from_numpy(cifar.data).permute(0, 3, 1, 2), torch.tensor(cifar.targets))
 
 
 def load_data(args: argparse.Namespace) -> Data:
-    mean_std = IMAGENET_MEAN_STD
-    if args.data == "synthetic":
-        train = synthetic_images(args.synthetic_images, args.seed)
+    crop = T.Compose([T.RandomResizedCrop(args.input_size), T.RandomHorizontalFlip(), T.PILToTensor()])
+    resize = T.Compose([T.Resize(args.input_size), T.CenterCrop(args.input_size), T.PILToTensor()])
+    mean_std, val, classes = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), None, None  # ImageNet's
+    if args.data == "cifar10":
+        train, val = cifar10(args.data_dir, train=True), cifar10(args.data_dir, train=False)
+        bank, mean_std = train, ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
+    elif args.data == "synthetic":
+        train = bank = synthetic_images(args.synthetic_images, args.seed)
         val = synthetic_images(max(1, args.synthetic_images // 4), args.seed + 1)
-    elif args.data == "cifar10":
-        train, val, mean_std = cifar10_source(args.data_dir, True), None, CIFAR10_MEAN_STD
-        if args.val is None:
-            val = cifar10_source(args.data_dir, False)
     else:
-        train, val = FolderSource(args.data), None
+        train = image_folder(args.data, functools.partial(twice, crop))  # picklable, for the workers
+        bank, classes = image_folder(args.data, resize), train.classes
     if args.val is not None:
-        val = FolderSource(args.val)
-        if not val.labelled:
-            raise DataError(f"--val {args.val} needs class subfolders: the kNN monitor needs labels")
-    if val is not None and not train.labelled:
-        raise DataError(f"--data {args.data} has no class subfolders, so it cannot serve as kNN memory bank")
-    if val is not None and train.classes != val.classes:
-        raise DataError(f"the classes of --data and --val differ: {train.classes} and {val.classes}")
-    if args.train_images is not None:
-        train = Subset(train, args.train_images, args.seed, "--train-images")
-    if args.val_images is not None and val is not None:
-        val = Subset(val, args.val_images, args.seed, "--val-images")
-    if args.crops_on_device is None:
-        args.crops_on_device = fits_on_device(train)
-    if args.crops_on_device:
-        train = load_into_memory(train)
+        val = image_folder(args.val, resize)
+        if classes == [""] or val.classes != (classes or val.classes):  # in memory: not checked
+            raise DataError(f"--val {args.val} needs the class subfolders of --data {args.data}")
     if args.batch_size > len(train):
         raise DataError(f"--batch-size {args.batch_size} is larger than the {len(train)} training images")
-    return Data(train, val, *mean_std)
+    return Data(train, bank, val if args.eval_every else None, mean_std)
 
 
-def make_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, device: torch.device, **kwargs
-) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",  # page-locked memory: copies to the GPU overlap compute
-        collate_fn=collate_skipping_unreadable,
-        prefetch_factor=4 if num_workers > 0 else None,
-        **kwargs,
-    )
+def loader(images, args: argparse.Namespace, batch_size: int, **options) -> DataLoader:
+    """Batches of what is readable (None if nothing is), with the names of unreadable files; the files
+    of a folder are decoded by worker processes, and copied to the GPU from page-locked memory."""
+    workers = args.num_workers if isinstance(images, ImageFiles) else 0
+    options |= {"pin_memory": torch.cuda.is_available(), "collate_fn": collate_readable}
+    return DataLoader(images, batch_size, num_workers=workers, **options)
+
+
+def two_views(batch: tuple, memory, args, generator: torch.Generator, mean_std, jitter) -> list | None:
+    """Both views of a batch, augmented on the device and normalised; None when fewer than two
+    images could be read (BatchNorm needs two)."""
+    readable, device = batch[0], mean_std[0].device
+    if memory is not None:  # indices of images in memory: crop them here
+        images = memory[readable.to(device, non_blocking=True)].float() / 255
+        crops = [crop_on_device(images, args.input_size, generator) for _ in range(2)]
+    elif readable is None or len(readable[1]) < 2:
+        return None
+    else:
+        crops = [crop.to(device, non_blocking=True).float() / 255 for crop in readable[0]]
+    views = [augment(crop, view, generator, args.blur, jitter) for crop, view in zip(crops, (VIEW_1, VIEW_2))]
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format  # as tensor cores like
+    return [TF.normalize(view, *mean_std).contiguous(memory_format=layout) for view in views]
 
 
 # %%
 # Evaluation
 # ----------
-# A kNN classifier on frozen features tells whether the representation is learning, without
-# training anything: each validation image's features (L2-normalised output of the *online* encoder)
-# are compared by cosine similarity with those of the training images, and the k = 200 most similar
-# vote for their class with weight exp(similarity / 0.1).
+# A kNN classifier on frozen features tells whether the representation improves, without training
+# anything: the online encoder's L2-normalised features of each validation image are compared with
+# those of the training images, and the k most similar vote with weight exp(similarity / 0.1).
 
 
-@torch.no_grad()
-def embed(
-    encoder: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    bf16: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    was_training = encoder.training
-    encoder.eval()
-    features, labels = [], []
-    for images, batch_labels, _ in loader:
-        if len(images) == 0:
-            continue
-        x = (images.to(device, non_blocking=True).float() / 255 - mean.view(1, 3, 1, 1)) / std.view(
-            1, 3, 1, 1
-        )
-        with autocast(device, bf16):
-            features.append(F.normalize(encoder(channels_last(x)).float(), dim=1))
-        labels.append(batch_labels.to(device))
-    encoder.train(was_training)
-    if not features:
-        raise DataError("no readable image in an evaluation set: every one failed to decode")
-    return torch.cat(features), torch.cat(labels)
+def knn_predict(query, bank, bank_labels, num_classes: int, k: int, t: float = 0.1) -> torch.Tensor:
+    """Weighted kNN: the class of each L2-normalised query feature, from its k nearest bank features."""
+    similarity, neighbours = (query @ bank.T).topk(min(k, len(bank)), dim=1)
+    votes = torch.zeros(len(query), num_classes, device=query.device)
+    return votes.scatter_add_(1, bank_labels[neighbours], (similarity / t).exp()).argmax(dim=1)
 
 
-def knn_predict(
-    query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, k: int, t: float
-) -> torch.Tensor:
-    """Weighted kNN: the predicted class of each (L2-normalised) query feature."""
-    k = min(k, len(bank))
-    predictions = []
-    for chunk in query.split(1024):
-        similarity, neighbours = (chunk @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(chunk), num_classes, device=query.device)
-        votes.scatter_add_(1, bank_labels[neighbours], (similarity / t).exp())
-        predictions.append(votes.argmax(dim=1))
-    return torch.cat(predictions)
-
-
-def knn_accuracy(
-    encoder: nn.Module,
-    data: Data,
-    args: argparse.Namespace,
-    device: torch.device,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-) -> float:
-    def loader(source) -> DataLoader:
-        return make_loader(EvalDataset(source, args.input_size), 512, args.num_workers, device)
-
-    bank, bank_labels = embed(encoder, loader(data.train), device, mean, std, args.precision == "bf16")
-    query, labels = embed(encoder, loader(data.val), device, mean, std, args.precision == "bf16")
-    num_classes = max(len(data.train.classes), int(bank_labels.max()) + 1)
-    predicted = knn_predict(query, bank, bank_labels, num_classes, args.knn_k, args.knn_t)
-    return (predicted == labels).float().mean().item()
-
-
-# %%
-# Checkpoints
-# -----------
-# A checkpoint holds everything the run needs to continue exactly: online and target weights (with
-# BatchNorm statistics), the optimiser's momentum, the progress of Lightning's loops and, added by
-# the LightningModule (``on_save_checkpoint``), the position in the schedule, the settings, the
-# epoch's losses and the random-number state. Lightning writes it to a temporary file and renames
-# it, so a crash during the save leaves the previous checkpoint intact. ``--resume`` first reads it
-# with ``weights_only=True``, which refuses pickled code, and checks its settings; then
-# ``Trainer.fit(ckpt_path=..., weights_only=True)`` restores it.
-
-CHECKPOINT, METRICS, BACKBONE = "checkpoint-last.pt", "metrics.jsonl", "backbone.pt"
-LOGS = "lightning_logs"  # the CSVLogger's folder
-# Settings that must not change when a run is resumed.
-RESUME_MUST_MATCH = [
-    "data",
-    "train_images",
-    "synthetic_images",
-    "crops_on_device",
-    "input_size",
-    "backbone",
-    "hidden_dim",
-    "proj_dim",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "warmup_epochs",
-    "tau_base",
-    "seed",
-]
-
-
-def save_atomically(obj: Any, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise DataError(f"could not write {path} ({error}); the previous file, if any, is intact") from None
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise DataError(
-            f"refusing to load {path}: not a checkpoint of plain tensors and values ({error})"
-        ) from None
-
-
-def check_same_run(checkpoint: dict[str, Any], args: argparse.Namespace, steps_per_epoch: int) -> None:
-    """Refuse to resume a run whose settings, or number of steps per epoch, differ from this one's."""
-    changed = [k for k in RESUME_MUST_MATCH if checkpoint["args"].get(k) != getattr(args, k)]
-    if changed:
-        raise DataError(
-            "cannot resume: the checkpoint was made with other settings: "
-            + ", ".join(f"--{k.replace('_', '-')} {checkpoint['args'].get(k)}" for k in changed)
-        )
-    if len(checkpoint["epoch_losses"]) != steps_per_epoch:
-        raise DataError(
-            f"cannot resume: the checkpoint's epochs have {len(checkpoint['epoch_losses'])} steps, this "
-            f"run's {steps_per_epoch}: the number of training images changed"
-        )
-
-
-def prepare_output_dir(args: argparse.Namespace) -> Path:
-    output_dir = Path(args.output_dir)
-    previous_run = [
-        output_dir / name for name in (CHECKPOINT, METRICS, BACKBONE, LOGS) if (output_dir / name).exists()
-    ]
-    resumable = args.resume and (output_dir / CHECKPOINT).exists()
-    if previous_run and not resumable:
-        if not args.overwrite:
-            what = f"a run without {CHECKPOINT}" if args.resume else f"a run ({previous_run[0].name})"
-            hint = "" if args.resume else "--resume to continue it, "
-            raise DataError(
-                f"{output_dir} already holds {what}: pass {hint}--overwrite to replace it, "
-                "or another --output-dir"
-            )
-        for path in previous_run:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DataError(f"cannot create --output-dir {output_dir}: {error}") from None
-    if not os.access(output_dir, os.W_OK):
-        raise DataError(f"cannot write into --output-dir {output_dir}")
-    return output_dir
-
-
-def check_checkpoint(path: Path, args: argparse.Namespace, steps_per_epoch: int) -> int:
-    """Refuse a checkpoint that holds pickled objects or was made with other settings; return its step."""
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint.get("args"), dict) or not {"step", "state_dict"} <= checkpoint.keys():
-        raise DataError(f"cannot resume: {path} is not a checkpoint of this script")
-    check_same_run(checkpoint, args, steps_per_epoch)
-    return checkpoint["step"]
-
-
-def forget_metrics_after(step: int, output_dir: Path) -> None:
-    """Drop the metrics of epochs that the checkpoint does not include (written after it, before a
-    crash), and a line that a crash cut short."""
-    metrics_path = output_dir / METRICS
-    lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
-    kept = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            print(f"warning: dropped an incomplete line of {metrics_path}: {line[:60]}")
-            continue
-        if row["step"] <= step:
-            kept.append(line)
-    metrics_path.write_text("".join(line + "\n" for line in kept))
+def features(encoder: nn.Module, images: torch.Tensor, args: argparse.Namespace, mean_std) -> torch.Tensor:
+    """The L2-normalised features of uint8 images, resized and centre-cropped to the input size."""
+    x = TF.center_crop(TF.resize(images, args.input_size), args.input_size)
+    return F.normalize(encoder(TF.normalize(x / 255, *mean_std)).float(), dim=1)
 
 
 # %%
 # Training
 # --------
-# ``BYOLModule`` is the LightningModule. It owns the networks, the optimiser
-# (``configure_optimizers``), the training data (``train_dataloader``) and one step
-# (``training_step``): copy the uint8 crops to the device, augment them there, compute the
-# symmetrised loss, take an SGD step, move the target. The step is written out
-# (``automatic_optimization = False``) because BYOL does more than backward-and-step: it sets the
-# learning rate before the step and moves the target network after it, as the plain script does.
-# The ``Trainer`` runs the loop: it moves batches to the device, autocasts the step to bf16 with
-# ``--precision bf16`` (``precision="bf16-mixed"``), refreshes the progress bar and the CSV log every
-# ``--log-every`` steps, and saves a checkpoint after each epoch (``ModelCheckpoint``).
-# ``RunControl``, a callback, checks for a diverged loss, saves every ``--checkpoint-every`` steps
-# and honours SIGINT and SIGTERM.
+# ``BYOLModule``, a LightningModule, holds the networks, the data and the step: it crops and augments
+# both views on the device once Lightning has moved the batch there, returns the loss, and moves the
+# target after the optimiser's step. The Trainer runs the rest: the loop, the bf16 autocast, the
+# learning-rate schedule (a LambdaLR stepped every step), the logs and progress bar, the checkpoint
+# after each epoch, and SIGTERM (it stops after the current step; a callback then saves). The kNN
+# monitor is a validation loop, every ``--eval-every`` epochs.
+
+CHECKPOINT, METRICS, BACKBONE = "checkpoint-last.pt", "metrics.jsonl", "backbone.pt"
+# The settings that do not change what is learned, and so may change on --resume.
+FREE_ON_RESUME = set("val eval_every knn_k num_workers output_dir resume overwrite accelerator".split())
 
 
-def has_fast_bf16(device: torch.device) -> bool:
-    """Whether the device computes in bf16 natively; a CPU without AVX512-BF16 or AMX emulates it."""
-    if device.type == "cuda":  # Ampere (compute capability 8.0) and later; older GPUs emulate it
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
-
-
-def autocast(device: torch.device, bf16: bool):
-    # bf16 mixed precision: matrix products and convolutions in bf16, weights and reductions in float32
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    # the fastest convolution kernels of cuDNN (tensor cores) and of oneDNN (CPUs) are channels-last
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DataError(f"--device {name} is not a device name: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise DataError(
-            f"--device {name} was asked for, but PyTorch sees {torch.cuda.device_count()} CUDA GPU(s)"
-        )
-    return device
-
-
-def augment_views(
-    images_1: torch.Tensor,
-    images_2: torch.Tensor,
-    step: int,
-    args: argparse.Namespace,
-    device: torch.device,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    rank: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator(device=device).manual_seed(sample_seed(args.seed, step, rank))
-    images_1, images_2 = images_1.to(device, non_blocking=True), images_2.to(device, non_blocking=True)
-    view_1 = augment(images_1, VIEW_1, generator, mean, std, args.blur, args.compile)
-    view_2 = augment(images_2, VIEW_2, generator, mean, std, args.blur, args.compile)
-    return channels_last(view_1), channels_last(view_2)
-
-
-class StopRequest:
-    """Turns SIGINT and SIGTERM into a request that the loop honours after the current step."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.previous = {}
-
-    def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.handle)
-        return self
-
-    def handle(self, signum: int, frame: Any) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-class TrainingStopped(Exception):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def stop_if_diverged(
-    losses: torch.Tensor, start: int, end: int, epoch: int, steps_per_epoch: int, peak_lr: float
-) -> None:
-    """Stop on a NaN or infinite loss among losses[start:end], naming the first bad step."""
-    bad = (~torch.isfinite(losses[start:end])).nonzero()
-    if len(bad):
-        batch = start + int(bad[0])
-        raise TrainingStopped(
-            f"error: the loss became {losses[batch].item()} at step {epoch * steps_per_epoch + batch} "
-            f"(epoch {epoch + 1}); the learning rate is probably too high (peak {peak_lr:.4g}): try a "
-            "lower --lr. The last checkpoint, saved before the loss diverged, is kept.",
-            exit_code=1,
-        )
-
-
-class ResumableEpochSampler(EpochSampler):
-    """The EpochSampler, adapted to Lightning's loop. Lightning reads the loader's length once and
-    counts every epoch's batches with it, so the length is always a whole epoch's. And Lightning
-    calls ``set_epoch(epoch)`` before each epoch, so that call keeps the start batch of a resumed
-    epoch: the sampler skips the batches already trained on, Lightning's loop counts them as done."""
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        if epoch != self.epoch or start_batch:
-            super().set_epoch(epoch, start_batch)
-
-    def __len__(self) -> int:
-        return self.num_images // self.batch_size * self.batch_size
+def prepare_output_dir(args: argparse.Namespace) -> Path:
+    output_dir = Path(args.output_dir)
+    found = [output_dir / name for name in (CHECKPOINT, METRICS, BACKBONE) if (output_dir / name).exists()]
+    if found and not (args.resume and (output_dir / CHECKPOINT).exists()):
+        if not args.overwrite:
+            run = f"a run without {CHECKPOINT}" if args.resume else "a run"
+            raise DataError(f"{output_dir} holds {run}: pass --resume, --overwrite or another --output-dir")
+        for path in found:
+            path.unlink(missing_ok=True)  # other processes may have deleted it
+        shutil.rmtree(output_dir / "lightning_logs", ignore_errors=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return output_dir
 
 
 class BYOLModule(pl.LightningModule):
-    def __init__(self, args: argparse.Namespace, data: Data, output_dir: Path) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         super().__init__()
-        self.automatic_optimization = False  # training_step takes the optimiser step itself
-        self.args, self.data, self.output_dir = args, data, output_dir
+        self.save_hyperparameters(vars(args))  # saved in checkpoints: --resume compares them
+        self.args, self.knn_top1, self.reported, self.tau = args, None, set(), args.tau_base
         self.model = BYOL(args.backbone, args.input_size <= 64, args.hidden_dim, args.proj_dim)
-        # Buffers move to the device with the module; persistent=False keeps them out of state_dict.
-        self.register_buffer("mean", torch.tensor(data.mean), persistent=False)
-        self.register_buffer("std", torch.tensor(data.std), persistent=False)
+        self.jitter = compiled(color_jitter) if args.compile else color_jitter
 
-        self.steps_per_epoch = len(data.train) // args.batch_size
-        self.total_steps = args.epochs * self.steps_per_epoch
-        self.warmup_steps = round(min(args.warmup_epochs, args.epochs / 10) * self.steps_per_epoch)
-        self.peak_lr = args.lr * args.batch_size / 256
-        # Per-step losses and projection stds of the current epoch, kept on the device: reading them
-        # makes the CPU wait for the GPU, so that happens only every --log-every steps.
-        self.register_buffer("losses", torch.zeros(self.steps_per_epoch), persistent=False)
-        self.register_buffer("projection_stds", torch.zeros(self.steps_per_epoch), persistent=False)
-        self.step = 0  # steps done: the schedules' position, saved in checkpoints
-        self.sampler = ResumableEpochSampler(len(data.train), args.batch_size, args.seed)
-        self.metrics: dict[str, Any] = {}
-        self.reported_unreadable: set[str] = set()
-        self.run_start = time.perf_counter()
+    def prepare_data(self) -> None:  # in one process per machine, before the others read the data
+        if self.args.data == "cifar10":
+            torchvision.datasets.CIFAR10(self.args.data_dir, download=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        # lr is set before every step (learning_rate_at): the schedule is a function of the step
-        return torch.optim.SGD(
-            parameter_groups(self.model, self.args.weight_decay), lr=0.0, momentum=self.args.momentum
-        )
+    def setup(self, stage: str) -> None:
+        self.data = load_data(self.args)
+        prepare_output_dir(self.args)  # after the data: a mistyped --data must not cost the old run
+        self.hparams["train_images"] = len(self.data.train)
+        in_memory = isinstance(self.data.train, TensorDataset)
+        self.memory = self.data.train.tensors[0] if in_memory else None  # cropped on the device
+        if self.trainer.strategy.root_device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)  # as the tensor cores like it
 
-    def train_dataloader(self) -> DataLoader | DeviceCrops:
-        # Called once, after a checkpoint was restored: a resumed run starts mid-epoch.
-        self.sampler.set_epoch(*divmod(self.step, self.steps_per_epoch))
-        if self.args.crops_on_device:  # the images are in memory: crops on the device, no workers
-            return DeviceCrops(
-                self.data.train,
-                self.sampler,
-                self.args.batch_size,
-                self.args.input_size,
-                self.args.seed,
-                self.device,
-            )
-        return make_loader(
-            TwoViewDataset(self.data.train, self.args.input_size, self.args.seed),
-            self.args.batch_size,
-            self.args.num_workers,
-            self.device,
-            sampler=self.sampler,
-            drop_last=True,
-            persistent_workers=self.args.num_workers > 0,
-        )
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint["hyper_parameters"]
+        for name in self.hparams.keys() - FREE_ON_RESUME:
+            if saved.get(name) != self.hparams[name]:
+                message = f"the checkpoint was made with {name} {saved.get(name)}, not {self.hparams[name]}"
+                raise DataError(f"cannot resume: {message}")
 
-    def start_epoch_counters(self) -> None:
-        self.start_batch = self.step % self.steps_per_epoch
-        self.images_seen, self.skipped, self.epoch_start = 0, 0, time.perf_counter()
+    def configure_optimizers(self) -> dict:
+        peak_lr = self.args.lr * self.args.batch_size * self.trainer.world_size / 256  # the global batch
+        optimizer = make_optimizer(self.model, self.args, peak_lr)
+        total_steps = self.trainer.estimated_stepping_batches
+        warmup_epochs = min(self.args.warmup_epochs, self.args.epochs / 10)
+        warmup_steps = round(warmup_epochs * total_steps / self.args.epochs)
+        schedule = LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def on_train_start(self) -> None:  # once per fit, also when resuming mid-epoch
-        self.start_epoch_counters()
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.args.seed + self.global_rank)  # the workers' crops
+        images = self.data.train if self.memory is None else range(len(self.data.train))
+        shuffled = {"shuffle": True, "drop_last": True, "generator": generator}
+        return loader(images, self.args, self.args.batch_size, **shuffled)
 
-    def on_train_epoch_start(self) -> None:  # not called when resuming mid-epoch
-        self.losses.zero_()
-        self.projection_stds.zero_()
-        self.start_epoch_counters()
+    def val_dataloader(self) -> list[DataLoader]:
+        if self.data.val is None:
+            return []
+        return [loader(self.data.bank, self.args, 512), loader(self.data.val, self.args, 512)]
 
-    def training_step(self, batch: tuple, batch_idx: int) -> None:
-        images_1, images_2, unreadable = batch
-        args, step, device = self.args, self.step, self.device
-        if step != self.current_epoch * self.steps_per_epoch + batch_idx:  # sampler and loop must agree
-            raise RuntimeError(f"step {step} is not epoch {self.current_epoch} batch {batch_idx}")
-        for name, reason in unreadable:
-            if name not in self.reported_unreadable:
-                self.reported_unreadable.add(name)
-                tqdm.write(f"warning: skipped unreadable image {name}: {reason}")
-        self.skipped += len(unreadable)
-        self.lr = learning_rate_at(step, self.total_steps, self.warmup_steps, self.peak_lr)
-        self.tau = tau_at(step, self.total_steps, args.tau_base)
-        batch_in_epoch = step % self.steps_per_epoch
-        if len(images_1) >= 2:  # BatchNorm needs two images; a batch of unreadables is skipped
-            # Augment in float32, outside Lightning's bf16 autocast, as the plain script does.
-            with torch.autocast(device.type, enabled=False):
-                view_1, view_2 = augment_views(images_1, images_2, step, args, device, self.mean, self.std)
-            optimizer = self.optimizers()
-            for group in optimizer.param_groups:
-                group["lr"] = self.lr
-            loss, projections = self.model(
-                view_1, view_2
-            )  # in bf16 with --precision bf16: Lightning autocasts
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
+    def on_fit_start(self) -> None:  # now on the device
+        self.generator = torch.Generator(self.device).manual_seed(self.args.seed + self.global_rank)
+        self.mean_std = [torch.tensor(values, device=self.device) for values in self.data.mean_std]
+        self.memory = self.memory.to(self.device) if self.memory is not None else None
+        self.start = time.perf_counter()
+
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        if not self.trainer.training:
+            return batch
+        return two_views(batch, self.memory, self.args, self.generator, self.mean_std, self.jitter), batch[1]
+
+    def on_train_epoch_start(self) -> None:
+        self.images, self.epoch_start = 0, time.perf_counter()
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
+        views, unreadable = batch
+        for name in set(unreadable) - self.reported:
+            print(f"warning: skipped unreadable image {name}", flush=True)
+        self.reported |= set(unreadable)
+        if unreadable:  # a number logged is copied to the GPU, which waits for it: not at every step
+            self.log("skipped_images", float(len(unreadable)), on_epoch=True, reduce_fx="sum", sync_dist=True)
+        if views is None:
+            return None  # fewer than two readable images: no step
+        loss, projections = self.model(*views)
+        if batch_idx % 20 == 0 and not torch.isfinite(loss):  # reading the GPU waits for it: not every step
+            sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
+        projection_std = F.normalize(projections.float(), dim=1).std(dim=0).mean()  # 0: collapse
+        self.images += len(views[0]) * self.trainer.world_size
+        self.lr = self.lr_schedulers().get_last_lr()[0]
+        speed = self.images / (time.perf_counter() - self.epoch_start)
+        self.log("loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(views[0]))
+        self.log("projection_std", projection_std, on_step=False, on_epoch=True, sync_dist=True)
+        if batch_idx % 20 == 0:
+            self.log_dict({"lr": self.lr, "tau": self.tau, "img_s": speed}, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch: tuple, batch_idx: int) -> None:
+        if outputs is not None:  # after the optimiser's step, the target moves
+            total_steps = self.trainer.estimated_stepping_batches
+            self.tau = tau_at(self.global_step - 1, total_steps, self.args.tau_base)
             update_target(self.model, self.tau)
-            projection_std = F.normalize(projections.float(), dim=1).std(dim=0).mean()
-            self.losses[batch_in_epoch], self.projection_stds[batch_in_epoch] = loss.detach(), projection_std
-            self.images_seen += len(images_1)
-            elapsed = time.perf_counter() - self.epoch_start
-            self.log_dict(
-                {"loss": loss.detach(), "lr": self.lr, "tau": self.tau, "img_s": self.images_seen / elapsed},
-                prog_bar=True,
-                batch_size=len(images_1),
-            )
-            self.log("projection_std", projection_std, batch_size=len(images_1))
-        self.step += 1
 
-    def on_train_epoch_end(self) -> None:
-        # Runs before ModelCheckpoint saves the epoch's checkpoint, so a NaN stops the run first.
-        args, epoch = self.args, self.step // self.steps_per_epoch - 1
-        stop_if_diverged(
-            self.losses, self.start_batch, self.steps_per_epoch, epoch, self.steps_per_epoch, self.peak_lr
-        )
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        train_time = time.perf_counter() - self.epoch_start
-        epoch += 1
-        metrics = {
-            "epoch": epoch,
-            "step": self.step,
-            "loss": self.losses.mean().item(),
-            "lr": self.lr,
-            "tau": self.tau,
-            "images_per_s": self.images_seen / train_time,
-            "projection_std": self.projection_stds.mean().item(),
-            "skipped_images": self.skipped,
-            "epoch_time_s": train_time,
-        }
-        if (
-            self.data.val is not None
-            and args.eval_every
-            and (epoch % args.eval_every == 0 or epoch == args.epochs)
-        ):
-            metrics["knn_top1"] = knn_accuracy(
-                self.model.encoder, self.data, args, self.device, self.mean, self.std
-            )
-            self.log("knn_top1", metrics["knn_top1"])
-        metrics["elapsed_s"] = time.perf_counter() - self.run_start
-        with open(self.output_dir / METRICS, "a") as file:
-            file.write(json.dumps(metrics) + "\n")
-        tqdm.write(format_summary(metrics, args.epochs))
-        collapse_threshold = 0.25 / math.sqrt(args.proj_dim)
-        if metrics["projection_std"] < collapse_threshold:
-            tqdm.write(
-                f"warning: the projections' std ({metrics['projection_std']:.4f}) fell below "
-                f"{collapse_threshold:.4f}: the representation may be collapsing (healthy: about "
-                f"{1 / math.sqrt(args.proj_dim):.4f}); try a lower --lr or a higher --tau-base"
-            )
-        self.metrics = metrics
+    def validation_step(self, batch: tuple, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch[0] is not None:  # the training images (the kNN memory bank), then the validation images
+            images, labels = batch[0]
+            outputs = features(self.model.encoder, images, self.args, self.mean_std)
+            self.features[dataloader_idx].append(outputs)
+            self.labels[dataloader_idx].append(labels)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Plain values and tensors only, so that the checkpoint loads with weights_only=True.
-        checkpoint["step"] = self.step
-        checkpoint["args"] = vars(self.args)
-        checkpoint["rng_cpu"] = torch.get_rng_state()
-        # so that the resumed epoch's mean loss is the uninterrupted one's
-        checkpoint["epoch_losses"] = self.losses.cpu()
-        checkpoint["epoch_projection_stds"] = self.projection_stds.cpu()
+    def on_validation_epoch_start(self) -> None:
+        self.features, self.labels = [[], []], [[], []]
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.step = checkpoint["step"]
-        self.losses.copy_(checkpoint["epoch_losses"])
-        self.projection_stds.copy_(checkpoint["epoch_projection_stds"])
-        torch.set_rng_state(checkpoint["rng_cpu"])
+    def on_validation_epoch_end(self) -> None:
+        bank, query = (self.all_gather(torch.cat(f)).reshape(-1, f[0].shape[1]) for f in self.features)
+        bank_labels, labels = (self.all_gather(torch.cat(labels)).reshape(-1) for labels in self.labels)
+        predicted = knn_predict(query, bank, bank_labels, int(bank_labels.max()) + 1, self.args.knn_k)
+        self.knn_top1 = (predicted == labels).float().mean().item()
+        self.log("knn_top1", self.knn_top1, sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:  # before the checkpoint of the epoch is saved
+        metrics = self.trainer.callback_metrics
+        if "loss_epoch" not in metrics:
+            raise DataError(f"no readable image in --data {self.args.data}: every file failed to decode")
+        loss, projection_std = metrics["loss_epoch"].item(), metrics["projection_std"].item()
+        if not math.isfinite(loss):
+            sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
+        epoch_time = time.perf_counter() - self.epoch_start
+        row = {"epoch": self.current_epoch + 1, "step": self.global_step, "loss": loss, "lr": self.lr}
+        row |= {"tau": self.tau, "skipped_images": int(metrics.get("skipped_images", 0))}
+        row |= {"projection_std": projection_std}
+        row |= {"images_per_s": self.images / epoch_time, "epoch_time_s": epoch_time}
+        if self.knn_top1 is not None:
+            row["knn_top1"], self.knn_top1 = self.knn_top1, None
+        row["elapsed_s"] = time.perf_counter() - self.start
+        self.print("  ".join(f"{key} {value:.4g}" for key, value in row.items()))
+        if projection_std < 0.25 / math.sqrt(self.args.proj_dim):  # healthy: about 1 / sqrt(proj_dim)
+            self.print(f"warning: the projections' std fell to {projection_std:.4f}: collapsing? Lower --lr")
+        if self.trainer.is_global_zero:
+            with open(Path(self.args.output_dir) / METRICS, "a") as file:
+                file.write(json.dumps(row) + "\n")
+        self.row = row
 
 
-class RunControl(pl.Callback):
-    """After each step, and before ModelCheckpoint (Lightning runs checkpoint callbacks last): stops
-    on a NaN loss, saves every --checkpoint-every steps, and saves and stops on SIGINT or SIGTERM."""
+class SaveOnStop(pl.Callback):
+    """After SIGTERM (Lightning stops after the step) or Ctrl-C, saves a checkpoint to resume from."""
 
-    def __init__(self, stop: StopRequest, checkpoint_path: Path) -> None:
-        self.stop, self.checkpoint_path = stop, checkpoint_path
-
-    def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
-        # Lightning has just put its own SIGTERM handler in place (it only sets a flag): ours
-        # replaces it. When fit ends, Lightning puts back the handlers it found, ours.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.stop.handle)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module: BYOLModule, *unused: Any) -> None:
-        args, step, steps_per_epoch = module.args, module.step, module.steps_per_epoch
-        epoch, batch = divmod(step - 1, steps_per_epoch)
-        at_checkpoint = args.checkpoint_every and step % args.checkpoint_every == 0
-        if (batch + 1) % args.log_every == 0 or at_checkpoint or self.stop.signal:
-            stop_if_diverged(
-                module.losses, module.start_batch, batch + 1, epoch, steps_per_epoch, module.peak_lr
-            )
-        if at_checkpoint:
-            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
-        # A stop asked for in an epoch's last step waits for the epoch's metrics and checkpoint.
-        if self.stop.signal and batch + 1 < steps_per_epoch:
-            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
-            self.stopped(step)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
-        if self.stop.signal:
-            self.stopped(module.step)
-
-    def stopped(self, step: int) -> None:
-        name = signal.Signals(self.stop.signal).name
-        raise TrainingStopped(
-            f"stopped by {name} at step {step}: checkpoint saved to {self.checkpoint_path}; "
-            "continue with --resume",
-            exit_code=128 + self.stop.signal,
-        )
+    def on_exception(self, trainer: pl.Trainer, module: BYOLModule, exception: BaseException) -> None:
+        finite = all(torch.isfinite(weight).all() for weight in module.parameters())  # not after a NaN
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and finite:
+            trainer.save_checkpoint(Path(module.args.output_dir) / CHECKPOINT, weights_only=False)
 
 
-# Two of Lightning's warnings do not apply: the output directory holds metrics.jsonl and the logs
-# beside the checkpoint by design, and the sampler makes a mid-epoch resume exact.
-warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-warnings.filterwarnings(
-    "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
-)
-
-
-def make_trainer(
-    args: argparse.Namespace, device: torch.device, output_dir: Path, stop: StopRequest
-) -> pl.Trainer:
-    epoch_checkpoint = ModelCheckpoint(
-        dirpath=output_dir,
-        filename="checkpoint-last",
-        every_n_epochs=1,
-        save_on_train_epoch_end=True,
-        save_top_k=1,
-        save_last=False,
-        enable_version_counter=False,  # overwrite checkpoint-last.pt, never checkpoint-last-v1.pt
-    )
-    epoch_checkpoint.FILE_EXTENSION = ".pt"
-    show_progress = sys.stdout.isatty()  # as tqdm(disable=None) in the plain script: not into logs
-    accelerator = {"cuda": "gpu"}.get(device.type, device.type)
-    return pl.Trainer(
-        accelerator=accelerator,
-        devices=[device.index or 0] if device.type == "cuda" else 1,
-        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
-        max_epochs=args.epochs,
-        logger=CSVLogger(output_dir, name=LOGS),
-        log_every_n_steps=args.log_every,
-        callbacks=[
-            RunControl(stop, output_dir / CHECKPOINT),
-            epoch_checkpoint,
-            *([TQDMProgressBar(refresh_rate=args.log_every)] if show_progress else []),
-        ],
-        enable_progress_bar=show_progress,
-        use_distributed_sampler=False,  # keep our sampler: it makes the data a function of (seed, epoch)
-        default_root_dir=output_dir,
-    )
-
-
-def train(args: argparse.Namespace) -> dict[str, Any]:
+def train(args: argparse.Namespace) -> dict:
     """Train BYOL as the settings say; returns the last epoch's metrics."""
-    device = pick_device(args.device)
-    if args.blur is None:
-        args.blur = args.input_size > 32
-    if args.compile is None:
-        args.compile = device.type == "cuda"
-    if args.precision == "auto":
-        args.precision = "bf16" if has_fast_bf16(device) else "fp32"
-    pl.seed_everything(args.seed, verbose=False)  # torch.manual_seed, and Python's and NumPy's seeds
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-
-    data = load_data(args)
-    # after the data: a mistyped --data must not cost the run that --overwrite would replace
-    output_dir = prepare_output_dir(args)
-    module = BYOLModule(args, data, output_dir)
-    module = module.to(memory_format=torch.channels_last)  # Lightning moves it to the device as it is
-
-    checkpoint_path, resume_from = output_dir / CHECKPOINT, None
-    if args.resume and checkpoint_path.exists():
-        step = check_checkpoint(checkpoint_path, args, module.steps_per_epoch)
-        forget_metrics_after(step, output_dir)
-        resume_from = checkpoint_path
-        print(f"resumed from {checkpoint_path} at step {step} of {module.total_steps}")
-    elif args.resume:
-        print(f"nothing to resume in {output_dir}: starting a new run")
-    print(
-        f"training {args.backbone} on {len(data.train)} images ({args.data}), {args.epochs} epochs of "
-        f"{module.steps_per_epoch} steps, batch {args.batch_size}, lr {module.peak_lr:.4g}, on {device}"
-        + (" (crops on the device)" if args.crops_on_device else "")
+    pl.seed_everything(args.seed, verbose=False)
+    output_dir, module = Path(args.output_dir), BYOLModule(args)
+    checkpoint = ModelCheckpoint(output_dir, CHECKPOINT.removesuffix(".pt"), enable_version_counter=False)
+    checkpoint.FILE_EXTENSION = ".pt"  # after each epoch, replacing the last one
+    trainer = pl.Trainer(
+        accelerator=args.accelerator,
+        devices=1,
+        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
+        benchmark=True,  # cuDNN picks its fastest convolutions for the fixed image size
+        max_epochs=args.epochs,
+        check_val_every_n_epoch=max(1, args.eval_every),
+        num_sanity_val_steps=0,
+        logger=CSVLogger(output_dir),
+        # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
+        callbacks=[checkpoint, SaveOnStop(), TQDMProgressBar(refresh_rate=20)],
     )
-    with StopRequest() as stop:
-        trainer = make_trainer(args, device, output_dir, stop)
-        trainer.fit(module, ckpt_path=resume_from, weights_only=True)
-
-    backbone = {name: tensor.cpu() for name, tensor in module.model.encoder.state_dict().items()}
-    save_atomically(backbone, output_dir / BACKBONE)
-    print(f"saved the online encoder to {output_dir / BACKBONE}")
-    return module.metrics
-
-
-def format_summary(metrics: dict[str, Any], epochs: int) -> str:
-    line = (
-        f"epoch {metrics['epoch']}/{epochs}  step {metrics['step']}  loss {metrics['loss']:.4f}  "
-        f"lr {metrics['lr']:.4f}  tau {metrics['tau']:.4f}  proj_std {metrics['projection_std']:.4f}  "
-        f"{metrics['images_per_s']:.0f} img/s"
-    )
-    if "knn_top1" in metrics:
-        line += f"  knn_top1 {metrics['knn_top1']:.4f}"
-    if metrics["skipped_images"]:
-        line += f"  skipped {metrics['skipped_images']}"
-    return line
+    resume = output_dir / CHECKPOINT if args.resume and (output_dir / CHECKPOINT).exists() else None
+    trainer.fit(module, ckpt_path=resume, weights_only=True)
+    if trainer.is_global_zero:
+        backbone = {name: tensor.cpu() for name, tensor in module.model.encoder.state_dict().items()}
+        torch.save(backbone, output_dir / BACKBONE)
+        print(f"saved the online encoder to {output_dir / BACKBONE}")
+    return getattr(module, "row", {})  # in a notebook, DDP trains in forked processes, which keep theirs
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None) -> dict:
     try:
-        return train(args)
+        return train(parse_args(argv))
     except DataError as error:
-        sys.exit(f"byol.py: error: {error}")
-    except TrainingStopped as stopped:
-        print(stopped, file=sys.stderr)
-        sys.exit(stopped.exit_code)
+        print(f"byol.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except pickle.UnpicklingError as error:  # weights_only=True met a checkpoint that holds objects or code
+        print(
+            f"byol.py: error: refusing to load the checkpoint: {str(error).splitlines()[0]}", file=sys.stderr
+        )
+        sys.exit(2)
+    except SIGTERMException as stopped:
+        print("stopped by a signal: checkpoint saved, continue with --resume", file=sys.stderr)
+        sys.exit(128 + (stopped.code or 15))  # the signal's number; SIGTERM's, 15, from Lightning
 
 
 if __name__ == "__main__":
