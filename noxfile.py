@@ -63,7 +63,21 @@ def docs(session: nox.Session) -> None:
     python = torch_python(session, "docs")
     build = ROOT / "docs" / "_build" / "html"
     session.run(python, "docs/make_results.py", external=True)  # the Results page from benchmarks/results
-    session.run(python, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", str(build), external=True)
+    # the doctrees (pickles that hold this machine's paths) apart from the pages that get published
+    doctrees = ["-d", str(build.parent / "doctrees")]
+    session.run(
+        python,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        *doctrees,
+        "-b",
+        "html",
+        "docs",
+        str(build),
+        external=True,
+    )
     session.run(python, "-m", "pytest", "tests/docs", *session.posargs, external=True)
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from plain_example import load_example
+from provenance import provenance
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,11 +155,14 @@ def main() -> None:
     settings = run_settings(output_dir)
     rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     train_wall = sum(row["epoch_time_s"] for row in rows)
+    script = next((word for word in command if word.endswith(".py")), "")
     result = {
         "name": args.name,
+        **provenance(script),  # the training script, given relative to the project's root
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "torch_version": torch.__version__,
-        "command": " ".join(command),
+        "command": " ".join(
+            ["python", *command[1:]] if Path(command[0]).name.startswith("python") else command
+        ),
         "epochs": len(rows),
         "batch_size": batch_size_of(command, settings),
         "precision": settings.get("precision", "fp32"),  # the reference trains in float32

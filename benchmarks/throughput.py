@@ -30,6 +30,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from lightly.loss import NegativeCosineSimilarity
 from plain_example import load_example
+from provenance import provenance
 from reference_byol import reference_loader, reference_model, reference_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -152,8 +153,8 @@ def record(args, device, load_s, runs, memory, compiled) -> dict:
     """The JSON record of the figures so far: each loop's median over its rounds (None: not measured)."""
     results = {name: statistics.median(values) for name, values in runs.items() if values}
     return {
+        **provenance("examples/pytorch/byol.py"),
         "device": machine(device),
-        "torch_version": torch.__version__,
         "data": args.data,
         "batch_size": args.batch_size,
         "workers": args.workers,

@@ -14,6 +14,7 @@ seeded: re-running the script on the same data and library versions redraws the 
 import argparse
 import importlib.util
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -59,7 +60,7 @@ def as_image(x: torch.Tensor):
 
 def draw_grid(rows: list[list[torch.Tensor]], titles: list[str], path: Path, note: str) -> None:
     fig, axes = plt.subplots(
-        len(rows), len(titles), figsize=(1.25 * len(titles), 1.3 * len(rows) + 0.5), squeeze=False
+        len(rows), len(titles), figsize=(0.95 * len(titles), 1.05 * len(rows) + 1.0), squeeze=False
     )
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
@@ -68,9 +69,9 @@ def draw_grid(rows: list[list[torch.Tensor]], titles: list[str], path: Path, not
             axis.set_xticks([])
             axis.set_yticks([])
             if r == 0:
-                axis.set_title(titles[c], fontsize=8)
-    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+                axis.set_title(titles[c].replace(" ", "\n", 1), fontsize=10)  # readable as shown
+    fig.text(0.5, 0.005, textwrap.fill(note, 90), ha="center", va="bottom", fontsize=10, color="#444444")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

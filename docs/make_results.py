@@ -9,27 +9,37 @@ Reads, from --results-dir:
 - ``accuracy-<name>.json``: one training run's settings, wall-clock time and kNN / linear accuracy,
   with ``accuracy-<name>.metrics.jsonl`` beside it, the run's metrics.jsonl (one JSON object per epoch);
 - ``tuning/accuracy-<name>.json``: the same for the short runs that chose the defaults, shown as one
-  table of the settings each run changed and what it reached.
+  table of the settings each run changed and what it reached;
+- ``quick-check.json``: the README's main job, measured (written by benchmarks/quick_check.py).
 
-Writes, into --output-dir, ``results.inc`` (reStructuredText, included by docs/results.rst) and
-``training-curves.png`` (kNN accuracy and loss against epochs and against wall-clock minutes). Without
-any results file, results.inc says that nothing has been measured yet and no plot is written.
+Each result records when, on what machine and with which commit of the scripts it was measured (see
+benchmarks/provenance.py); the page says so beside it, and says when the script measured differs from
+today's. Data paths in the commands shown read CIFAR10_DIR, the folder holding CIFAR-10's image folders.
+
+Writes, into --output-dir, ``results.inc`` (reStructuredText, included by docs/results.rst) and one
+``training-curves-<view size>px-<images>.png`` per group of comparable runs (same view size, same number
+of training images: kNN accuracy and loss against epochs and against wall-clock minutes). Without any
+results file, results.inc says that nothing has been measured yet and no plot is written.
 Nothing on the Results page is typed by hand: re-run this script after adding results, and commit
 its output with them. `nox -s docs` runs it before building."""
 
 import argparse
+import hashlib
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 INCLUDE = "results.inc"
-CURVES = "training-curves.png"
+QUICK_CHECK = "quick-check.inc"  # what the landing page says of its quick start
+CURVES = "training-curves-{}px-{}.png"  # per group of comparable runs: view size, training images
 
 THROUGHPUT_REQUIRED = ["device", "batch_size", "reference_images_per_s"]
 ACCURACY_REQUIRED = ["device", "command", "epochs", "batch_size", "knn_top1"]
+QUICK_REQUIRED = ["command", "untrained_knn_top1", "knn_top1", "seconds"]
 
 
 class ResultsError(Exception):
@@ -76,15 +86,56 @@ def load_accuracy(results_dir: Path) -> list[dict]:
     return accuracy
 
 
-def load_results(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
-    """(throughput results, accuracy results, tuning results), each sorted by file name."""
+def load_results(results_dir: Path) -> tuple[list[dict], list[dict], list[dict], dict | None]:
+    """(throughput results, accuracy results, tuning results, the quick check or None)."""
     if not results_dir.is_dir():
-        return [], [], []
+        return [], [], [], None
     throughput = []
     for path in sorted(results_dir.glob("throughput-*.json")):
         result = read_json(path, THROUGHPUT_REQUIRED)
         throughput.append({**result, "name": path.stem.removeprefix("throughput-")})
-    return throughput, load_accuracy(results_dir), load_accuracy(results_dir / "tuning")
+    quick = results_dir / "quick-check.json"
+    quick = read_json(quick, QUICK_REQUIRED) if quick.exists() else None
+    return throughput, load_accuracy(results_dir), load_accuracy(results_dir / "tuning"), quick
+
+
+# Where a result comes from: when, on what, with which version of its script.
+
+
+def script_is_current(result: dict, root: Path) -> bool | None:
+    """Whether the result measured today's version of its script; None where that is not recorded."""
+    if not result.get("script_sha256") or not result.get("script"):
+        return None
+    path = root / result["script"]
+    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == result["script_sha256"]
+
+
+def measured(result: dict, root: Path) -> str:
+    """'2026-11-28, commit d9aa4ba, an earlier examples/pytorch/byol.py': what the result records."""
+    parts = [result.get("date") or "date not recorded"]
+    if result.get("commit"):
+        parts.append(f"commit {result['commit']}")
+    current = script_is_current(result, root)
+    if current is None:
+        parts.append("script version not recorded")
+    elif not current:
+        parts.append(f"an earlier {result['script']}")
+    return ", ".join(parts)
+
+
+def run_with(results: list[dict], root: Path) -> str:
+    """Where results measured earlier scripts: the commits to check out to run their commands as they were."""
+    commits = sorted(
+        {r["commit"] for r in results if r.get("commit") and script_is_current(r, root) is False}
+    )
+    if not commits:
+        return ""
+    return f" (with the scripts of commit {', '.join(commits)}, whose flags may differ from today's)"
+
+
+def with_placeholder(command: str) -> str:
+    """A command with its CIFAR-10 folder, a path of the machine that ran it, written CIFAR10_DIR."""
+    return re.sub(r"\S*cifar10(?=/(train|test)\b)", "CIFAR10_DIR", command)
 
 
 # Formatting: numbers as a reader wants them, and "n/a" where a value was not measured.
@@ -145,17 +196,17 @@ LOOPS = [
 def throughput_command(result: dict) -> str:
     """The command recorded in the file, else the one its recorded settings imply."""
     if result.get("command"):
-        return str(result["command"])
+        return with_placeholder(str(result["command"]))
     command = "python benchmarks/throughput.py"
     for key, flag in [("data", "--data"), ("batch_size", "--batch-size"), ("workers", "--workers")]:
         if result.get(key) is not None:
             command += f" {flag} {result[key]}"
     if result.get("timed_steps") is not None:
         command += f" --steps {result['timed_steps']}"
-    return command
+    return with_placeholder(command)
 
 
-def throughput_section(throughput: list[dict]) -> list[str]:
+def throughput_section(throughput: list[dict], root: Path) -> list[str]:
     lines = ["Throughput", "----------", ""]
     if not throughput:
         return [
@@ -194,7 +245,7 @@ def throughput_section(throughput: list[dict]) -> list[str]:
             )
         if result.get("workers") is not None:
             settings.append(f"{result['workers']} DataLoader workers")
-        lines += [f"**{result['name']}**: {', '.join(settings)}.", ""]
+        lines += [f"**{result['name']}** (measured {measured(result, root)}): {', '.join(settings)}.", ""]
         rows = []
         for key, label, ceiling in LOOPS:
             value = result.get(f"{key}_images_per_s")
@@ -221,7 +272,8 @@ def throughput_section(throughput: list[dict]) -> list[str]:
             lines += ["Other configurations measured in the same run (images/s):", ""]
             lines += [f"- ``{name}``: {rate(value)}" for name, value in candidates.items()]
             lines += [""]
-        lines += ["To reproduce:", "", ".. code-block:: bash", "", f"   {throughput_command(result)}", ""]
+        reproduce = f"To reproduce{run_with([result], root)}:"
+        lines += [reproduce, "", ".. code-block:: bash", "", f"   {throughput_command(result)}", ""]
     return lines
 
 
@@ -262,7 +314,7 @@ def recipe_text(recipe: dict) -> str:
     return ", ".join(parts)
 
 
-def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
+def accuracy_section(accuracy: list[dict], curves: list[tuple[str, str]], root: Path) -> list[str]:
     lines = ["Accuracy", "--------", ""]
     if not accuracy:
         return [
@@ -279,6 +331,7 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     ]
     header = [
         "run",
+        "measured",
         "device",
         "epochs, batch",
         "images: train / test",
@@ -290,6 +343,7 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     rows = [
         [
             result["name"],
+            measured(result, root),
             plain(result["device"]) + (f", {result['precision']}" if result.get("precision") else ""),
             f"{plain(result['epochs'])}, {plain(result['batch_size'])}",
             pair(result.get("train_images"), result.get("test_images"), "{:,}"),
@@ -308,20 +362,22 @@ def accuracy_section(accuracy: list[dict], curves: str | None) -> list[str]:
     ]
     for result in accuracy:
         torch_version = f" (torch {result['torch_version']})" if result.get("torch_version") else ""
-        lines += [f"``{result['name']}``{torch_version}:", "", ".. code-block:: bash", ""]
-        lines += [f"   {line}" for line in str(result["command"]).splitlines()] + [""]
+        lines += [
+            f"``{result['name']}``{torch_version}{run_with([result], root)}:",
+            "",
+            ".. code-block:: bash",
+            "",
+        ]
+        lines += [f"   {line}" for line in with_placeholder(str(result["command"])).splitlines()] + [""]
         if result.get("recipe"):
             lines += [f"Its settings, defaults included: {recipe_text(result['recipe'])}.", ""]
-    if curves:
+    for name, title in curves:
+        lines += [title, "~" * len(title), "", f".. image:: /results/{name}", f"   :alt: {title}", ""]
         lines += [
-            "Training curves",
-            "~~~~~~~~~~~~~~~",
-            "",
-            f".. image:: /results/{curves}",
-            "   :alt: kNN accuracy and loss against epochs and against wall-clock minutes",
-            "",
-            "From ``benchmarks/results/accuracy-<name>.metrics.jsonl``, the runs' own ``metrics.jsonl``:",
-            "the kNN accuracy where the run evaluated it, the mean loss of each epoch.",
+            "From the runs' own ``metrics.jsonl``: the kNN accuracy where the run evaluated it, the mean"
+        ]
+        lines += [
+            "loss of each epoch. Only runs of one view size and one number of training images share a plot.",
             "",
         ]
     missing = [result["name"] for result in accuracy if not result["metrics"]]
@@ -346,13 +402,13 @@ def options_text(options: list[tuple[str, str | None]]) -> str:
     return " ".join(f"{flag} {value}" if value else flag for flag, value in options)
 
 
-def tuning_section(tuning: list[dict]) -> list[str]:
+def tuning_section(tuning: list[dict], root: Path) -> list[str]:
     """One table of the short runs that chose the defaults: what each changed, what it reached."""
     if not tuning:
         return []
-    options = [command_options(str(result["command"])) for result in tuning]
+    options = [command_options(with_placeholder(str(result["command"]))) for result in tuning]
     shared = set.intersection(*(set(run) for run in options))
-    first = str(tuning[0]["command"]).split()
+    first = with_placeholder(str(tuning[0]["command"])).split()
     program = " ".join(first[: next((i for i, t in enumerate(first) if t.startswith("--")), len(first))])
     common = options_text([option for option in options[0] if option in shared])
     test_images = {result.get("test_images") for result in tuning}
@@ -374,7 +430,7 @@ def tuning_section(tuning: list[dict]) -> list[str]:
         "",
         "Short runs, each changing one or two settings of the same command, to choose the defaults;",
         f"from ``benchmarks/results/tuning/``. {evaluation} Every run shares (where a run repeats a flag,",
-        "its own value, the later one, wins):",
+        f"its own value, the later one, wins){run_with(tuning, root)}:",
         "",
         ".. code-block:: bash",
         "",
@@ -388,6 +444,7 @@ def tuning_section(tuning: list[dict]) -> list[str]:
         rows.append(
             [
                 result["name"],
+                measured(result, root),
                 changed or "(the shared command)",
                 plain(result["device"]) + (f", {result['precision']}" if result.get("precision") else ""),
                 percent(result["knn_top1"]),
@@ -396,7 +453,8 @@ def tuning_section(tuning: list[dict]) -> list[str]:
                 pair(result.get("train_wall_s"), result.get("total_wall_s"), "{:.1f}", scale=1 / 60),
             ]
         )
-    header = ["run", "settings changed", "device", "kNN top-1", "linear top-1", "last loss", "minutes"]
+    header = ["run", "measured", "settings changed", "device", "kNN top-1", "linear top-1", "last loss"]
+    header.append("minutes")
     return [*lines, *list_table("Tuning runs", header, rows)]
 
 
@@ -408,17 +466,24 @@ def curve(metrics: list[dict], key: str) -> tuple[list[float], list[float], list
     return epochs, elapsed, [float(row[key]) for row in rows]
 
 
-def plot_curves(accuracy: list[dict], path: Path) -> bool:
-    """kNN accuracy and loss against epochs and minutes, one line per run; False if nothing to plot."""
-    runs = [result for result in accuracy if result["metrics"]]
-    if not runs:
-        return False
+def comparable_groups(accuracy: list[dict]) -> dict[tuple, list[dict]]:
+    """The runs with metrics, grouped by view size and number of training images: only these compare."""
+    groups: dict[tuple, list[dict]] = {}
+    for result in accuracy:
+        if result["metrics"]:
+            size = (result.get("recipe") or {}).get("input_size", 32)
+            groups.setdefault((size, result.get("train_images")), []).append(result)
+    return groups
+
+
+def plot_curves(runs: list[dict], title: str, path: Path) -> None:
+    """kNN accuracy and loss against epochs and minutes, one line per run, the legend below the plots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     panels = [
         (axes[0][0], "knn_top1", "epoch", "kNN top-1 (%)"),
         (axes[0][1], "knn_top1", "minutes", "kNN top-1 (%)"),
@@ -431,35 +496,104 @@ def plot_curves(accuracy: list[dict], path: Path) -> bool:
             if key == "knn_top1":
                 values = [100 * v for v in values]
             x = epochs if x_name == "epoch" else elapsed
-            axis.plot(x, values, marker="o" if len(x) < 30 else None, markersize=3, label=result["name"])
-        axis.set_xlabel("epoch" if x_name == "epoch" else "wall-clock minutes")
-        axis.set_ylabel(y_label)
+            axis.plot(x, values, marker="o" if len(x) < 30 else None, markersize=4, label=result["name"])
+        axis.set_xlabel("epoch" if x_name == "epoch" else "wall-clock minutes", fontsize=12)
+        axis.set_ylabel(y_label, fontsize=12)
+        axis.tick_params(labelsize=11)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("BYOL training: kNN accuracy and loss")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=12, frameon=False)
+    fig.suptitle(title, fontsize=14)
+    fig.tight_layout(rect=(0, 0.04 + 0.04 * ((len(labels) - 1) // 3), 1, 1))  # room for the legend
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
-    return True
 
 
-def generate(results_dir: Path, output_dir: Path) -> list[Path]:
-    """Write the page's include and plots; return the paths written."""
-    throughput, accuracy, tuning = load_results(results_dir)
+def quick_check_text(quick: dict | None, root: Path) -> str:
+    """The quick start's figures, for the landing page (the README says the same; a test holds it)."""
+    if not quick:
+        return "The first command prints a line per epoch, with the kNN accuracy of the representation."
+    return (
+        "The first command prints a line per epoch (loss, learning rate, tau, images/s and kNN "
+        f"accuracy): on a {quick.get('machine', 'CPU').replace('cpu', 'CPU')}, it took "
+        f"{quick['seconds']:.0f} seconds, and the "
+        f"kNN accuracy went from {quick['untrained_knn_top1']:.2f} (untrained) to "
+        f"{quick['knn_top1'][-1]:.2f} (measured {measured(quick, root)}, see :doc:`results`). It writes "
+        "``runs/pytorch/metrics.jsonl``, ``runs/pytorch/checkpoint-last.pt`` and "
+        "``runs/pytorch/backbone.pt``, the trained encoder."
+    )
+
+
+def headline_section(throughput, accuracy, tuning, quick, root: Path) -> list[str]:
+    """What the scripts reach, how fast, on which machine: one line per measurement, newest scripts first."""
+    items = []
+    if quick:
+        epochs = len(quick["knn_top1"])
+        items.append(
+            f"The README's quick check, {quick.get('machine', 'a machine')}: kNN top-1 "
+            f"{percent(quick['untrained_knn_top1'])} untrained, {percent(quick['knn_top1'][-1])} after "
+            f"{epochs} epochs in {quick['seconds']:.0f} seconds (generated images; measured "
+            f"{measured(quick, root)})."
+        )
+    for result in [*accuracy, *(r for r in tuning if script_is_current(r, root))]:
+        size = (result.get("recipe") or {}).get("input_size", 32)
+        images = f"{result['train_images']:,} images" if is_number(result.get("train_images")) else "images"
+        items.append(
+            f"{result['name']}, {plain(result['device'])}: kNN top-1 {percent(result['knn_top1'])}, "
+            f"linear {percent(result.get('linear_top1'))}, after {result['epochs']} epochs of {images} at "
+            f"{size} px, {rate(result.get('images_per_s'))} images/s (measured {measured(result, root)})."
+        )
+    for result in throughput:
+        items.append(
+            f"Throughput, {plain(result['device'])}: {rate(result.get('default_images_per_s'))} images/s "
+            f"at batch {plain(result.get('batch_size'))}, equal work at "
+            f"{ratio(result.get('ratio_equal_work_to_reference'))} the reference's images/s "
+            f"(measured {measured(result, root)})."
+        )
+    if not items:
+        return []
+    current = [item for item in items if "an earlier" not in item and "not recorded" not in item]
+    lines = ["In short", "--------", ""]
+    if current:
+        lines += ["Measured with today's scripts:", "", *(f"- {item}" for item in current), ""]
+    else:
+        lines += ["Nothing is measured with today's scripts yet.", ""]
+    earlier = [item for item in items if item not in current]
+    if earlier:
+        lines += ["Measured with earlier versions of the scripts (the figures need measuring again):", ""]
+        lines += [f"- {item}" for item in earlier] + [""]
+    return lines
+
+
+def generate(results_dir: Path, output_dir: Path, root: Path = ROOT) -> list[Path]:
+    """Write the page's include and plots; return the paths written. root: where the scripts are, whose
+    versions the results are compared with."""
+    throughput, accuracy, tuning, quick = load_results(results_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    curves_path = output_dir / CURVES
-    curves_path.unlink(missing_ok=True)  # a plot of results that no longer exist must not stay
-    has_curves = plot_curves(accuracy, curves_path)
+    for old in output_dir.glob("training-curves*.png"):
+        old.unlink()  # a plot of results that no longer exist must not stay
+    curves, written = [], []
+    for (size, images), runs in sorted(comparable_groups(accuracy).items(), key=str):
+        name = CURVES.format(size, images)
+        title = (
+            f"Training curves: {size} px views, {images:,} training images" if images else f"{size} px views"
+        )
+        plot_curves(runs, title, output_dir / name)
+        curves.append((name, title))
+        written.append(output_dir / name)
     lines = [
         ".. This file is generated by docs/make_results.py from benchmarks/results/: do not edit it.",
         "",
-        *throughput_section(throughput),
-        *accuracy_section(accuracy, CURVES if has_curves else None),
-        *tuning_section(tuning),
+        *headline_section(throughput, accuracy, tuning, quick, root),
+        *throughput_section(throughput, root),
+        *accuracy_section(accuracy, curves, root),
+        *tuning_section(tuning, root),
     ]
     include = output_dir / INCLUDE
     include.write_text("\n".join(lines).rstrip("\n") + "\n")
-    return [include, *([curves_path] if has_curves else [])]
+    quick_check = output_dir / QUICK_CHECK
+    quick_check.write_text(quick_check_text(quick, root) + "\n")
+    return [include, quick_check, *written]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@ loss, data and evaluation. The copies must stay copies: a change to the plain sc
 the others fails here, naming what to copy over."""
 
 import ast
+import difflib
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,14 @@ def test_the_distributed_script_is_the_lightning_one_with_ddp():
     )
     changed = {name for name in lightning.keys() & distributed.keys() if lightning[name] != distributed[name]}
     assert changed == {"parse_args", "BYOLModule", "train"}
+
+
+def test_the_distributed_script_is_the_lightning_one_plus_what_ddp_needs():
+    """Its readers learn DDP from the diff on its docs tab: at most 60 changed lines, those that `diff`
+    prints with < or >."""
+    lightning, distributed = (
+        LIGHTNING_SCRIPT.read_text().splitlines(),
+        DISTRIBUTED_SCRIPT.read_text().splitlines(),
+    )
+    changed = [line for line in difflib.ndiff(lightning, distributed) if line.startswith(("+ ", "- "))]
+    assert len(changed) <= 60, "\n".join(changed)

@@ -3,6 +3,7 @@ same outputs, resumes at the saved step with the same schedules, and stops clean
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,8 +152,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_non_zero(lightning, tmp_path, monke
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning leaves Ctrl-C ignored after catching it
     assert stopped.value.code != 0
-    assert 4 < torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["global_step"] < 12
+    assert 4 < torch.load(tmp_path / "checkpoint-last.pt", weights_only=True)["global_step"] < 8
     assert not (tmp_path / "backbone.pt").exists()
+    train(lightning, tmp_path, "--epochs", "3", "--resume")  # in mid-epoch
+    assert [(row["epoch"], row["step"]) for row in read_metrics(tmp_path)] == [(1, 4), (2, 8), (3, 12)]
 
 
 def test_a_diverged_loss_stops_the_run_and_keeps_the_last_good_checkpoint(lightning, tmp_path, monkeypatch):
@@ -192,6 +195,15 @@ def test_an_existing_run_is_not_replaced(lightning, runs, capsys):
     with pytest.raises(SystemExit) as error:
         lightning.main([*RUN, "--epochs", "1", "--output-dir", str(runs[2])])
     assert error.value.code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_a_finished_run(lightning, runs, tmp_path):
+    shutil.copytree(runs[2], tmp_path / "run")  # with its lightning_logs/version_0
+    before = {path.name for path in (tmp_path / "run" / "lightning_logs").iterdir()}
+    lightning.main([*RUN, "--epochs", "2", "--output-dir", str(tmp_path / "run"), "--overwrite"])
+    assert [row["epoch"] for row in read_metrics(tmp_path / "run")] == [1, 2]
+    after = {path.name for path in (tmp_path / "run" / "lightning_logs").iterdir()}
+    assert "version_0" in before and len(after - before) == 1  # Lightning's CSV logger: a version per run
 
 
 def test_the_plain_script_refuses_a_lightning_checkpoint(byol, runs, tmp_path, capsys):

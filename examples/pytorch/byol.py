@@ -504,8 +504,8 @@ def knn_accuracy(encoder: nn.Module, data: Data, args: argparse.Namespace, mean_
 # random draws, without training on them, and so goes on exactly as if it had not stopped.
 
 CHECKPOINT, METRICS, BACKBONE = "checkpoint-last.pt", "metrics.jsonl", "backbone.pt"
-# The settings that do not change what is learned, and so may change on --resume.
-FREE_ON_RESUME = set("val eval_every knn_k output_dir resume overwrite device".split())  # workers crop too
+# The settings that do not change what is learned (the workers do: they crop), so may change on --resume.
+FREE_ON_RESUME = set("val eval_every knn_k output_dir resume overwrite device".split())
 
 
 def prepare_output_dir(args: argparse.Namespace) -> Path:
@@ -531,10 +531,8 @@ def load_checkpoint(path: Path, settings: dict) -> dict:
         raise DataError(f"cannot resume: {path} is not a checkpoint of this script")
     for name in settings.keys() - FREE_ON_RESUME:
         if checkpoint["settings"].get(name) != settings[name]:
-            saved = checkpoint["settings"].get(name)
-            raise DataError(
-                f"cannot resume: the checkpoint was made with {name} {saved}, not {settings[name]}"
-            )
+            message = f"the checkpoint was made with {name} {checkpoint['settings'].get(name)}"
+            raise DataError(f"cannot resume: {message}, not {settings[name]}")
     return checkpoint
 
 
@@ -669,5 +667,10 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(2)
 
 
+# %%
+# Run
+# ---
+# In a notebook, give ``main`` the flags, e.g. ``main(["--data", "synthetic", "--epochs", "3"])``: a
+# bare ``main()`` there would read the kernel's own command line.
 if __name__ == "__main__":
     main()

@@ -8,18 +8,16 @@ views of each image go through two networks: the *online* network (encoder, proj
 learns to predict what the *target* network (encoder, projector) makes of the other view. The target
 receives no gradients; its weights are a slow moving average of the online weights.
 
-This is the plain-PyTorch example (``examples/pytorch/byol.py``) with its training loop handed to
-PyTorch Lightning: a ``LightningModule`` holds the networks, the data and the step, and a ``Trainer``
-runs the loop, the bf16 precision, the progress bar, the logs, the checkpoints and SIGTERM. The other
-sections are copies of the plain script's, and with one seed both take the same steps. Run it::
+This is the plain-PyTorch example (``examples/pytorch/byol.py``) with its loop handed to Lightning: a
+``LightningModule`` holds the networks, the data and the step, and a ``Trainer`` runs the loop, bf16,
+the progress bar, the logs, the checkpoints and SIGTERM. The other sections copy the plain script's::
 
-    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --batch-size 32 \\
-        --lr 1.6 --epochs 2 --eval-every 1 --knn-k 20  # generated images: a minute on a CPU
     python examples/pytorch_lightning/byol.py --data cifar10  # minutes on a GPU
+    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --epochs 2  # CPU check
 
 It writes ``metrics.jsonl`` (a line per epoch), ``checkpoint-last.pt`` (a Lightning checkpoint, for
 ``--resume``), ``backbone.pt`` (the online encoder's weights) and ``lightning_logs/`` (Lightning's CSV
-log) to ``--output-dir``.
+log, a version per run) to ``--output-dir``.
 """
 
 # %%
@@ -35,7 +33,6 @@ import json
 import math
 import os
 import pickle
-import shutil
 import sys
 import time
 import warnings
@@ -506,7 +503,6 @@ def prepare_output_dir(args: argparse.Namespace) -> Path:
             raise DataError(f"{output_dir} holds {run}: pass --resume, --overwrite or another --output-dir")
         for path in found:
             path.unlink(missing_ok=True)  # other processes may have deleted it
-        shutil.rmtree(output_dir / "lightning_logs", ignore_errors=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     return output_dir
 
@@ -564,6 +560,7 @@ class BYOLModule(pl.LightningModule):
         self.mean_std = [torch.tensor(values, device=self.device) for values in self.data.mean_std]
         self.memory = self.memory.to(self.device) if self.memory is not None else None
         self.start = time.perf_counter()
+        self.on_train_epoch_start()  # a resume in mid-epoch skips that hook
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         if not self.trainer.training:
@@ -571,17 +568,16 @@ class BYOLModule(pl.LightningModule):
         return two_views(batch, self.memory, self.args, self.generator, self.mean_std, self.jitter), batch[1]
 
     def on_train_epoch_start(self) -> None:
-        self.images, self.epoch_start = 0, time.perf_counter()
+        self.images, self.skipped, self.epoch_start = 0, 0, time.perf_counter()
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
         views, unreadable = batch
         for name in set(unreadable) - self.reported:
             print(f"warning: skipped unreadable image {name}", flush=True)
         self.reported |= set(unreadable)
-        if unreadable:  # a number logged is copied to the GPU, which waits for it: not at every step
-            self.log("skipped_images", float(len(unreadable)), on_epoch=True, reduce_fx="sum", sync_dist=True)
-        if views is None:
-            return None  # fewer than two readable images: no step
+        self.skipped += len(unreadable)
+        if views is None:  # fewer than two readable images (under DDP, the other processes would wait)
+            return None
         loss, projections = self.model(*views)
         if batch_idx % 20 == 0 and not torch.isfinite(loss):  # reading the GPU waits for it: not every step
             sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
@@ -627,7 +623,8 @@ class BYOLModule(pl.LightningModule):
             sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
         epoch_time = time.perf_counter() - self.epoch_start
         row = {"epoch": self.current_epoch + 1, "step": self.global_step, "loss": loss, "lr": self.lr}
-        row |= {"tau": self.tau, "skipped_images": int(metrics.get("skipped_images", 0))}
+        count = torch.tensor(self.skipped, device=self.device)
+        row |= {"tau": self.tau, "skipped_images": int(self.trainer.strategy.reduce(count, reduce_op="sum"))}
         row |= {"projection_std": projection_std}
         row |= {"images_per_s": self.images / epoch_time, "epoch_time_s": epoch_time}
         if self.knn_top1 is not None:
@@ -659,6 +656,8 @@ def train(args: argparse.Namespace) -> dict:
     checkpoint.FILE_EXTENSION = ".pt"  # after each epoch, replacing the last one
     trainer = pl.Trainer(
         accelerator=args.accelerator,
+        # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
+        callbacks=[checkpoint, SaveOnStop(), TQDMProgressBar(refresh_rate=20)],
         devices=1,
         precision="bf16-mixed" if args.precision == "bf16" else "32-true",
         benchmark=True,  # cuDNN picks its fastest convolutions for the fixed image size
@@ -666,8 +665,6 @@ def train(args: argparse.Namespace) -> dict:
         check_val_every_n_epoch=max(1, args.eval_every),
         num_sanity_val_steps=0,
         logger=CSVLogger(output_dir),
-        # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
-        callbacks=[checkpoint, SaveOnStop(), TQDMProgressBar(refresh_rate=20)],
     )
     resume = output_dir / CHECKPOINT if args.resume and (output_dir / CHECKPOINT).exists() else None
     trainer.fit(module, ckpt_path=resume, weights_only=True)
@@ -694,5 +691,10 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(128 + (stopped.code or 15))  # the signal's number; SIGTERM's, 15, from Lightning
 
 
+# %%
+# Run
+# ---
+# In a notebook, give ``main`` the flags, e.g. ``main(["--data", "synthetic", "--epochs", "3"])``: a
+# bare ``main()`` there would read the kernel's own command line.
 if __name__ == "__main__":
     main()

@@ -8,22 +8,20 @@ views of each image go through two networks: the *online* network (encoder, proj
 learns to predict what the *target* network (encoder, projector) makes of the other view. The target
 receives no gradients; its weights are a slow moving average of the online weights.
 
-This is the Lightning example (``examples/pytorch_lightning/byol.py``) trained with distributed data
-parallelism (DDP): one process per GPU, each with its share of every batch, gradients averaged between
-them. ``--batch-size`` is per process; the learning rate is scaled to the global batch, and LARS
-(``--optimizer lars``) suits global batches of thousands. BatchNorm computes its statistics over the
-global batch (SyncBatchNorm) on GPUs. Lightning shares the data out between the processes and starts
-them, or joins those that torchrun or SLURM started::
+This is the Lightning example (``examples/pytorch_lightning/byol.py``) with distributed data parallelism
+(DDP): one process per GPU, each with its share of every batch, gradients averaged between them.
+``--batch-size`` is per process, the learning rate follows the global batch, and on GPUs BatchNorm uses
+global-batch statistics (SyncBatchNorm). Lightning starts the processes, or joins torchrun's or SLURM's::
 
     python examples/pytorch_lightning_distributed/byol.py --data cifar10 --devices 4  # 4 GPUs
     torchrun --nnodes 2 --nproc-per-node 4 ... examples/pytorch_lightning_distributed/byol.py \\
         --data cifar10 --devices 4 --num-nodes 2  # on each of 2 machines
-    python examples/pytorch_lightning_distributed/byol.py --data synthetic --input-size 16 \\
-        --batch-size 16 --epochs 2 --accelerator cpu --devices 2  # two CPU processes
+    python examples/pytorch_lightning_distributed/byol.py --data synthetic --input-size 16 --epochs 2 \\
+        --batch-size 16 --accelerator cpu --devices 2  # two CPU processes
 
 It writes ``metrics.jsonl`` (a line per epoch), ``checkpoint-last.pt`` (a Lightning checkpoint, for
 ``--resume``), ``backbone.pt`` (the online encoder's weights) and ``lightning_logs/`` (Lightning's CSV
-log) to ``--output-dir``.
+log, a version per run) to ``--output-dir``.
 """
 
 # %%
@@ -39,7 +37,6 @@ import json
 import math
 import os
 import pickle
-import shutil
 import signal
 import sys
 import threading
@@ -515,7 +512,6 @@ def prepare_output_dir(args: argparse.Namespace) -> Path:
             raise DataError(f"{output_dir} holds {run}: pass --resume, --overwrite or another --output-dir")
         for path in found:
             path.unlink(missing_ok=True)  # other processes may have deleted it
-        shutil.rmtree(output_dir / "lightning_logs", ignore_errors=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     return output_dir
 
@@ -574,6 +570,7 @@ class BYOLModule(pl.LightningModule):
         self.mean_std = [torch.tensor(values, device=self.device) for values in self.data.mean_std]
         self.memory = self.memory.to(self.device) if self.memory is not None else None
         self.start = time.perf_counter()
+        self.on_train_epoch_start()  # a resume in mid-epoch skips that hook
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         if not self.trainer.training:
@@ -581,17 +578,16 @@ class BYOLModule(pl.LightningModule):
         return two_views(batch, self.memory, self.args, self.generator, self.mean_std, self.jitter), batch[1]
 
     def on_train_epoch_start(self) -> None:
-        self.images, self.epoch_start = 0, time.perf_counter()
+        self.images, self.skipped, self.epoch_start = 0, 0, time.perf_counter()
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
         views, unreadable = batch
         for name in set(unreadable) - self.reported:
             print(f"warning: skipped unreadable image {name}", flush=True)
         self.reported |= set(unreadable)
-        if unreadable:  # a number logged is copied to the GPU, which waits for it: not at every step
-            self.log("skipped_images", float(len(unreadable)), on_epoch=True, reduce_fx="sum", sync_dist=True)
-        if views is None:
-            return None  # fewer than two readable images: no step
+        self.skipped += len(unreadable)
+        if views is None:  # fewer than two readable images (under DDP, the other processes would wait)
+            return None
         loss, projections = self.model(*views)
         if batch_idx % 20 == 0 and not torch.isfinite(loss):  # reading the GPU waits for it: not every step
             sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
@@ -637,7 +633,8 @@ class BYOLModule(pl.LightningModule):
             sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
         epoch_time = time.perf_counter() - self.epoch_start
         row = {"epoch": self.current_epoch + 1, "step": self.global_step, "loss": loss, "lr": self.lr}
-        row |= {"tau": self.tau, "skipped_images": int(metrics.get("skipped_images", 0))}
+        count = torch.tensor(self.skipped, device=self.device)
+        row |= {"tau": self.tau, "skipped_images": int(self.trainer.strategy.reduce(count, reduce_op="sum"))}
         row |= {"projection_std": projection_std}
         row |= {"images_per_s": self.images / epoch_time, "epoch_time_s": epoch_time}
         if self.knn_top1 is not None:
@@ -662,13 +659,13 @@ class SaveOnStop(pl.Callback):
 
 
 class StopTogether(pl.Callback):
-    """SIGTERM or Ctrl-C: every process stops after the same step (then SaveOnStop saves). Lightning's own
-    SIGTERM handling broadcasts from its signal handler, which deadlocks DDP mid-collective (issue 20806)."""
+    """SIGTERM or Ctrl-C stop every process after the same step. Lightning's own handler broadcasts from
+    inside the signal handler, which deadlocks DDP when the signal lands mid-collective (its issue 20806)."""
 
     def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         self.signal = 0
         if threading.current_thread() is threading.main_thread():  # only the main thread receives signals
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM):  # replacing Lightning's handler (see above)
                 signal.signal(sig, lambda signum, frame: setattr(self, "signal", signum))
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: BYOLModule, outputs, batch, batch_idx) -> None:
@@ -684,6 +681,8 @@ def train(args: argparse.Namespace) -> dict:
     checkpoint.FILE_EXTENSION = ".pt"  # after each epoch, replacing the last one
     trainer = pl.Trainer(
         accelerator=args.accelerator,
+        # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
+        callbacks=[checkpoint, StopTogether(), SaveOnStop(), TQDMProgressBar(refresh_rate=20)],
         strategy="ddp_notebook" if "ipykernel" in sys.modules else "ddp",  # Jupyter cannot start scripts
         devices=args.devices,
         num_nodes=args.num_nodes,
@@ -694,8 +693,6 @@ def train(args: argparse.Namespace) -> dict:
         check_val_every_n_epoch=max(1, args.eval_every),
         num_sanity_val_steps=0,
         logger=CSVLogger(output_dir),
-        # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
-        callbacks=[checkpoint, StopTogether(), SaveOnStop(), TQDMProgressBar(refresh_rate=20)],
     )
     resume = output_dir / CHECKPOINT if args.resume and (output_dir / CHECKPOINT).exists() else None
     trainer.fit(module, ckpt_path=resume, weights_only=True)
@@ -722,5 +719,10 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(128 + (stopped.code or 15))  # the signal's number; SIGTERM's, 15, from Lightning
 
 
+# %%
+# Run
+# ---
+# In a notebook, give ``main`` the flags, e.g. ``main(["--data", "synthetic", "--epochs", "3"])``: a
+# bare ``main()`` there would read the kernel's own command line.
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ import ast
 import contextlib
 import functools
 import http.server
+import os
 import runpy
 import subprocess
 import sys
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 SITE = DOCS / "_build" / "html"
 CONF = runpy.run_path(str(DOCS / "conf.py"))
-VARIANTS: dict[str, str] = CONF["byol_variants"]  # folder name -> tab label
+VARIANTS: dict[str, str] = {
+    name: variant["label"] for name, variant in CONF["byol_variants"].items()
+}  # tab labels
 INSTALL_CELL_MARK = "%pip install"
 
 
@@ -30,8 +33,9 @@ def present_variants() -> list[str]:
     return [name for name in VARIANTS if script_path(name).exists()]
 
 
-def sphinx_build(output: Path, *options: str) -> subprocess.CompletedProcess:
-    """Build the site with warnings as errors."""
+def sphinx_build(output: Path, *options: str, repository_url: str = "") -> subprocess.CompletedProcess:
+    """Build the site with warnings as errors; repository_url as a fork would set it to publish."""
+    environment = {**os.environ, "BYOL_REPOSITORY_URL": repository_url}
     return subprocess.run(
         [
             sys.executable,
@@ -41,6 +45,8 @@ def sphinx_build(output: Path, *options: str) -> subprocess.CompletedProcess:
             "--keep-going",
             "-b",
             "html",
+            "-d",
+            str(output.parent / "doctrees"),  # not in the published folder: they hold this machine's paths
             *options,
             str(DOCS),
             str(output),
@@ -48,13 +54,15 @@ def sphinx_build(output: Path, *options: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=environment,
         timeout=600,
     )
 
 
 @functools.cache
 def built_site() -> Path:
-    """docs/_build/html, brought up to date once per test session (a no-op after `nox -s docs`)."""
+    """docs/_build/html, brought up to date once per test session, as a local build: without
+    BYOL_REPOSITORY_URL (a no-op after `nox -s docs` without it)."""
     result = sphinx_build(SITE)
     if result.returncode != 0:
         raise AssertionError(f"the docs build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -1,6 +1,6 @@
 """The site in headless Chromium, served over http: no console error, each tab shows its script and hides
 the others, the download links resolve, every image loads. Screenshots of each tab go to
-docs/_build/html/_screenshots/.
+docs/_build/screenshots/ (beside the site, not published).
 
 Without Chromium (Debian's /usr/bin/chromium) or Playwright the test is skipped, unless
 REQUIRE_BROWSER=1 (as in CI), where it fails."""
@@ -22,6 +22,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",  # a container's small /dev/shm crashes pages; /tmp is used instead
 ]
+VIEWPORT = {"width": 1400, "height": 900}  # a laptop
+# A listing's code as a reader copies it: without the line numbers.
+CODE_WITHOUT_LINE_NUMBERS = """(pre) => {
+    const copy = pre.cloneNode(true);
+    copy.querySelectorAll(".linenos").forEach((number) => number.remove());
+    return copy.textContent;
+}"""
+INTERNAL_PATHS = ["shared/data", "../shared", "/work/", "/tmp/", "/root/", "/home/"]
 PAGES = [
     "index.html",
     "byol.html",
@@ -55,7 +63,7 @@ def browser_page():
     site = built_site()
     with serve(site) as base_url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport=VIEWPORT)
         problems: list[str] = []
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -83,6 +91,24 @@ def test_pages_load_without_errors(browser_page):
         )
         assert not broken_images, f"{name}: {broken_images}"
         assert not problems, f"{name}: {problems}"
+        # long lines wrap: no listing makes the reader scroll sideways, on any tab
+        page.evaluate(
+            "document.querySelectorAll('[role=tabpanel]').forEach((p) => p.removeAttribute('hidden'))"
+        )
+        too_wide = page.evaluate(
+            "Array.from(document.querySelectorAll('pre')).filter(p => p.scrollWidth > p.clientWidth + 1)"
+            ".map(p => p.textContent.slice(0, 60))"
+        )
+        assert not too_wide, f"{name}: {too_wide}"
+        # what the reader sees names no path of the machine that built the site
+        text = page.locator("body").inner_text()
+        assert not [path for path in INTERNAL_PATHS if path in text], name
+        # and no link leads to an address that is not set (built_site builds without BYOL_REPOSITORY_URL)
+        hrefs = page.evaluate(
+            "Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))"
+        )
+        unset = [h for h in hrefs if not h or "None" in h or "//blob" in h or "colab" in h]
+        assert not unset, f"{name}: {unset}"
 
 
 def test_each_tab_shows_its_script_and_hides_the_others(browser_page):
@@ -92,7 +118,7 @@ def test_each_tab_shows_its_script_and_hides_the_others(browser_page):
     tabs = page.locator(".sphinx-tabs-tab")
     labels = [label.strip() for label in tabs.all_inner_texts()]
     assert labels == list(VARIANTS.values())
-    screenshots = site / "_screenshots"
+    screenshots = site.parent / "screenshots"
     screenshots.mkdir(exist_ok=True)
     for index, (variant, label) in enumerate(VARIANTS.items()):
         tab = tabs.nth(index)
@@ -102,16 +128,18 @@ def test_each_tab_shows_its_script_and_hides_the_others(browser_page):
         for other in range(panels.count()):
             assert panels.nth(other).is_visible() == (other == index), (label, other)
         panel = panels.nth(index)
+        tab.evaluate("(element) => element.scrollIntoView({block: 'start', behavior: 'instant'})")
         if script_path(variant).exists():
-            shown = panel.locator("div.highlight pre").evaluate_all(
-                "(blocks) => blocks.map(b => b.textContent)"
-            )
-            script = script_path(variant).read_text().rstrip("\n")
-            assert script in [text.rstrip("\n") for text in shown], label
-            assert panel.locator("div.highlight pre").last.is_visible()
+            listing = panel.locator(f"div.byol-script-{variant.replace('_', '-')} pre")
+            shown = listing.evaluate(CODE_WITHOUT_LINE_NUMBERS)
+            assert shown.rstrip("\n") == script_path(variant).read_text().rstrip("\n"), label
+            assert listing.is_visible()
+            # a reader meets the command and the start of the BYOL core on the first screen
+            for block in [panel.locator("div.highlight pre").first, panel.locator("div.byol-core pre").first]:
+                top = block.evaluate("(element) => element.getBoundingClientRect().top")
+                assert block.is_visible() and 0 <= top < VIEWPORT["height"] - 100, (label, top)
         else:
             assert "is not written yet" in panel.inner_text()
-        tab.evaluate("(element) => element.scrollIntoView({block: 'start', behavior: 'instant'})")
         page.screenshot(path=str(screenshots / f"byol-tab-{variant}.png"))
         assert (screenshots / f"byol-tab-{variant}.png").stat().st_size > 10_000
     assert not problems, problems
@@ -133,4 +161,49 @@ def test_download_links_resolve_to_files_in_the_build(browser_page):
     for variant in present:
         scripts = [h for h in hrefs if h.endswith("/byol.py")]
         assert any(page.request.get(h).text() == script_path(variant).read_text() for h in scripts), variant
+    assert not problems, problems
+
+
+def test_the_distributed_tab_shows_its_diff(browser_page):
+    page, base_url, _, problems = browser_page
+    page.goto(base_url + "byol.html", wait_until="networkidle")
+    variant = "pytorch_lightning_distributed"
+    if not script_path(variant).exists():
+        pytest.skip("no distributed script yet")
+    page.locator(".sphinx-tabs-tab").nth(list(VARIANTS).index(variant)).click()
+    diff = page.locator("div.byol-diff pre")
+    assert diff.is_visible()
+    text = diff.inner_text()
+    assert text.startswith(
+        "--- examples/pytorch_lightning/byol.py\n+++ examples/pytorch_lightning_distributed/byol.py"
+    )
+    added = [line for line in text.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert any("--devices" in line for line in added), added
+    assert not problems, problems
+
+
+def test_a_link_to_lines_of_a_script_opens_its_tab_and_shows_the_line(browser_page):
+    """The links of How BYOL works lead to the line they name, in the tab that holds it, on screen."""
+    page, base_url, _, problems = browser_page
+    page.goto(base_url + "how_byol_works.html", wait_until="networkidle")
+    links = page.locator("a.byol-lines")
+    hrefs = links.evaluate_all("(links) => links.map(a => a.getAttribute('href'))")
+    assert len(hrefs) >= 10
+    for href in [hrefs[0], hrefs[len(hrefs) // 2], hrefs[-1]]:
+        page.goto(base_url + "how_byol_works.html", wait_until="networkidle")
+        page.locator(f"a.byol-lines[href='{href}']").first.click()
+        page.wait_for_load_state("networkidle")
+        variant, number = href.split("#")[1].rsplit("-L", 1)
+        line = page.locator(f"[id='{variant}-L{number}']")
+        top = line.evaluate("(element) => element.getBoundingClientRect().top")
+        assert line.is_visible() and 0 <= top < VIEWPORT["height"], (href, top)
+        shown = line.evaluate(CODE_WITHOUT_LINE_NUMBERS).rstrip("\n")
+        assert shown == script_path(variant).read_text().splitlines()[int(number) - 1], href
+    # and from another tab: the link opens the tab that holds the line
+    page.goto(base_url + "byol.html", wait_until="networkidle")
+    page.locator(".sphinx-tabs-tab").last.click()
+    page.evaluate(f"location.hash = '{hrefs[0].split('#')[1]}'")
+    line = page.locator(f"[id='{hrefs[0].split('#')[1]}']")
+    line.wait_for(state="visible")
+    assert 0 <= line.evaluate("(element) => element.getBoundingClientRect().top") < VIEWPORT["height"]
     assert not problems, problems

@@ -5,10 +5,14 @@ import subprocess
 
 from docs_support import DOCS, VARIANTS, present_variants, sphinx_build
 
+REPOSITORY = "https://github.com/someone/byol-examples"
+
 
 def test_fresh_build_succeeds_with_warnings_as_errors(tmp_path):
+    """Built as a fork publishes it, with its repository's address (the other docs tests read a build
+    without one)."""
     # -E: a new environment, so every page is read again and every warning shows.
-    result = sphinx_build(tmp_path / "html", "-E")
+    result = sphinx_build(tmp_path / "html", "-E", repository_url=REPOSITORY)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert "WARNING" not in output and "ERROR" not in output, output[-5000:]
@@ -16,8 +20,16 @@ def test_fresh_build_succeeds_with_warnings_as_errors(tmp_path):
         assert (tmp_path / "html" / f"{page}.html").exists(), page
     for variant in present_variants():
         assert (tmp_path / "html" / "gallery" / variant / "byol.html").exists(), variant
+        # not sphinx-gallery's index of one card: the BYOL page's tabs are the index
+        assert not (tmp_path / "html" / "gallery" / variant / "index.html").exists(), variant
         # the stable copy that the Colab badge points to
         assert (tmp_path / "html" / "notebooks" / variant / "byol.ipynb").exists(), variant
+        # the badge opens that copy, as the repository's gh-pages branch publishes it
+        notebook = f"someone/byol-examples/blob/gh-pages/notebooks/{variant}/byol.ipynb"
+        badge = f"https://colab.research.google.com/github/{notebook}"
+        assert f'href="{badge}"' in (tmp_path / "html" / "byol.html").read_text(), variant
+    # and each page's footer links to the repository
+    assert f'href="{REPOSITORY}"' in (tmp_path / "html" / "index.html").read_text()
 
 
 def test_generated_files_are_git_ignored():

@@ -1,15 +1,19 @@
 """docs/make_results.py on small results files made here: tables, plots, and the page without results."""
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+from bs4 import BeautifulSoup
 from docs_support import DOCS
 
 from conftest import load_script
 
 SCRIPT = DOCS / "make_results.py"
+CURVES = "training-curves-32px-50000.png"  # one plot per view size and number of training images
 
 THROUGHPUT = {  # as benchmarks/throughput.py writes it
     "device": "NVIDIA H100 80GB HBM3",
@@ -102,11 +106,16 @@ def write_results(directory, accuracy=True, metrics=True):
 def test_tables_and_plots_from_results(make_results, tmp_path):
     results = write_results(tmp_path / "results")
     written = make_results.generate(results, tmp_path / "out")
-    assert sorted(p.name for p in written) == ["results.inc", "training-curves.png"]
+    assert sorted(p.name for p in written) == ["quick-check.inc", "results.inc", CURVES]
     rst = (tmp_path / "out" / "results.inc").read_text()
     assert "Not measured yet" not in rst
+    # in short: each figure with where it comes from; these files record no script version
+    headline = rst[rst.index("In short") : rst.index("Throughput\n---")]
+    assert "Nothing is measured with today's scripts yet." in headline
+    assert "pytorch-cifar10, NVIDIA H200: kNN top-1 72.4\u00a0%" in headline
+    assert "equal work at 2.99x the reference's images/s" in headline
     # throughput: machine, device, the images/s, against the reference and against its own ceiling
-    throughput = rst[rst.index("Throughput") : rst.index("Accuracy")]
+    throughput = rst[rst.index("Throughput\n---") : rst.index("Accuracy\n---")]
     rows = [line.strip() for line in throughput.splitlines() if line.startswith(("   * - ", "     - "))]
     assert rows == [
         *["* - loop", "- images/s", "- x reference", "- of its ceiling", "- peak GPU memory (MB)"],
@@ -116,24 +125,28 @@ def test_tables_and_plots_from_results(make_results, tmp_path):
         *["* - ceiling, equal work", "- 14,710", "- 4.82x", "- n/a", "- n/a"],
         *["* - ceiling, defaults", "- 16,015", "- 5.25x", "- n/a", "- n/a"],
     ]
-    assert "**h100**: NVIDIA H100 80GB HBM3, torch 2.14.1, batch 256, 15 DataLoader workers." in rst
-    command = "python benchmarks/throughput.py --data /tmp/cifar10/train --batch-size 256 --workers 15"
+    machine = "**h100** (measured date not recorded, script version not recorded): NVIDIA H100 80GB HBM3"
+    assert f"{machine}, torch 2.14.1, batch 256, 15 DataLoader workers." in rst
+    # the machine's own CIFAR-10 folder is a placeholder for the reader's
+    command = "python benchmarks/throughput.py --data CIFAR10_DIR/train --batch-size 256 --workers 15"
     assert f"   {command} --steps 100" in rst
     assert "- ``default_batch_512``: 18,123" in rst  # the other configurations of the same run
     # accuracy: device, kNN top-1 as a percentage, linear not measured, images/s, minutes, command
-    accuracy = rst[rst.index("Accuracy") :]
+    accuracy = rst[rst.index("Accuracy\n---") :]
     rows = [line.strip() for line in accuracy.splitlines() if line.startswith(("   * - ", "     - "))]
-    assert rows[8:] == [
-        *["* - pytorch-cifar10", "- NVIDIA H200", "- 4, 512", "- 50,000 / 10,000"],
+    assert rows[9:] == [
+        *["* - pytorch-cifar10", "- date not recorded, script version not recorded", "- NVIDIA H200"],
+        *["- 4, 512", "- 50,000 / 10,000"],
         *["- 72.4\u00a0%", "- n/a", "- 15,013", "- 5.2 / 5.8"],
     ]
     assert "``pytorch-cifar10`` (torch 2.14.1):" in rst
-    assert "   " + ACCURACY["command"] in rst
+    command = "python examples/pytorch/byol.py --data CIFAR10_DIR/train --val CIFAR10_DIR/test --epochs 4"
+    assert f"   {command}\n" in rst and "../shared" not in rst
     # the settings it resolved, defaults included, from the recipe that accuracy.py records
     recipe = "32 px, heads 4096 to 256, lr 0.2 per 256 images, crops on the device"
     assert f"Its settings, defaults included: {recipe}." in rst
-    assert ".. image:: /results/training-curves.png" in rst
-    png = (tmp_path / "out" / "training-curves.png").read_bytes()
+    assert f".. image:: /results/{CURVES}" in rst
+    png = (tmp_path / "out" / CURVES).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
@@ -159,17 +172,20 @@ def test_without_results_the_page_says_not_measured(make_results, tmp_path):
     out = tmp_path / "out"
     # a plot left from earlier results must go
     make_results.generate(write_results(tmp_path / "before"), out)
-    assert (out / "training-curves.png").exists()
+    assert (out / CURVES).exists()
     written = make_results.generate(tmp_path / "no-such-folder", out)
-    assert [p.name for p in written] == ["results.inc"]
-    assert not (out / "training-curves.png").exists()
+    assert [p.name for p in written] == ["results.inc", "quick-check.inc"]
+    assert not list(out.glob("*.png"))
     rst = (out / "results.inc").read_text()
-    assert rst.count("Not measured yet") == 2 and ".. image::" not in rst
+    assert rst.count("Not measured yet") == 2 and ".. image::" not in rst and "In short" not in rst
+    # the landing page says what the quick start prints, without figures
+    assert "kNN accuracy" in (out / "quick-check.inc").read_text()
+    assert not re.search(r"\d", (out / "quick-check.inc").read_text())
 
 
 def test_accuracy_without_metrics_has_no_plot(make_results, tmp_path):
     written = make_results.generate(write_results(tmp_path / "results", metrics=False), tmp_path / "out")
-    assert [p.name for p in written] == ["results.inc"]
+    assert [p.name for p in written] == ["results.inc", "quick-check.inc"]
     rst = (tmp_path / "out" / "results.inc").read_text()
     assert "72.4\u00a0%" in rst and "No metrics.jsonl for: pytorch-cifar10" in rst
 
@@ -184,13 +200,22 @@ def test_tuning_runs_show_what_each_changed(make_results, tmp_path):
     # the test sample's noise: 2 standard errors of a difference, at 10,000 images and 31 % on average
     assert "on 10,000 test images: a difference between two runs under 1.3 points" in tuning
     rows = [line.strip() for line in tuning.splitlines() if line.startswith(("   * - ", "     - "))]
-    header = ["* - run", "- settings changed", "- device", "- kNN top-1", "- linear top-1", "- last loss"]
-    assert rows[:7] == [*header, "- minutes"]
-    assert rows[7:10] == ["* - a-lr0.2", "- --lr 0.2", "- NVIDIA H200"]
-    assert rows[10:12] == ["- 30.0\u00a0%", "- n/a"]
-    assert rows[12] == "- 1.000"  # the loss of the last epoch
-    assert rows[14:16] == ["* - b-lr0.1", "- --lr 0.1"]
-    assert rows[21:23] == ["* - c-tau", "- --lr 0.1 --tau-base 0.98"]
+    header = ["* - run", "- measured", "- settings changed", "- device", "- kNN top-1", "- linear top-1"]
+    assert rows[:8] == [*header, "- last loss", "- minutes"]
+    assert rows[8:12] == [
+        "* - a-lr0.2",
+        "- date not recorded, script version not recorded",
+        "- --lr 0.2",
+        "- NVIDIA H200",
+    ]
+    assert rows[12:14] == ["- 30.0\u00a0%", "- n/a"]
+    assert rows[14] == "- 1.000"  # the loss of the last epoch
+    assert rows[16:19] == ["* - b-lr0.1", "- date not recorded, script version not recorded", "- --lr 0.1"]
+    assert rows[24:27] == [
+        "* - c-tau",
+        "- date not recorded, script version not recorded",
+        "- --lr 0.1 --tau-base 0.98",
+    ]
     # the tuning runs stay out of the main table and the curves
     assert "a-lr0.2" not in rst[: rst.index("Tuning runs")]
 
@@ -215,7 +240,7 @@ def test_generated_rst_builds_without_warnings(make_results, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "html" / "index.html").read_text()
-    assert "72.4\u00a0%" in html and "training-curves.png" in html
+    assert "72.4\u00a0%" in BeautifulSoup(html, "html.parser").get_text() and CURVES in html
 
 
 @pytest.mark.parametrize(
@@ -237,3 +262,63 @@ def test_bad_results_file_is_named(tmp_path, name, content, problem):
     assert result.returncode != 0
     assert name in result.stderr and problem in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_figures_say_which_version_of_the_script_they_measured(make_results, tmp_path):
+    """A result that records its script's hash counts as today's only while the script is unchanged."""
+    root = tmp_path / "root"
+    (root / "examples" / "pytorch").mkdir(parents=True)
+    script = root / "examples" / "pytorch" / "byol.py"
+    script.write_text("print('today')\n")
+    provenance = {"date": "2026-12-02", "machine": "2-core CPU", "script": "examples/pytorch/byol.py"}
+    today = {**ACCURACY, **provenance, "commit": "abc1234"}
+    today["script_sha256"] = hashlib.sha256(script.read_bytes()).hexdigest()
+    earlier = {**today, "commit": "0ld0ld0", "script_sha256": hashlib.sha256(b"older").hexdigest()}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "accuracy-today.json").write_text(json.dumps(today))
+    (results / "accuracy-earlier.json").write_text(json.dumps(earlier))
+    make_results.generate(results, tmp_path / "out", root)
+    rst = (tmp_path / "out" / "results.inc").read_text()
+    headline = rst[rst.index("In short") : rst.index("Throughput\n---")]
+    current, older = headline.split("Measured with earlier versions")
+    assert "- today, NVIDIA H200" in current and "(measured 2026-12-02, commit abc1234)." in current
+    assert "- earlier, NVIDIA H200" in older
+    assert "(measured 2026-12-02, commit 0ld0ld0, an earlier examples/pytorch/byol.py)" in older
+    # and an earlier script's command runs from its commit's checkout
+    assert "(with the scripts of commit 0ld0ld0, whose flags may differ from today's):" in rst
+    assert "commit abc1234, whose flags" not in rst
+    # the table says the same, row by row
+    assert "     - 2026-12-02, commit abc1234\n" in rst
+
+
+def test_quick_check_figures_reach_the_landing_page(make_results, tmp_path):
+    results = write_results(tmp_path / "results", accuracy=False)
+    quick = {
+        "command": "python examples/pytorch/byol.py --data synthetic --epochs 2",
+        "date": "2026-12-02",
+        "machine": "cpu (2 cores, x86_64)",
+        "untrained_knn_top1": 0.2031,
+        "knn_top1": [0.29, 0.3362],
+        "seconds": 101.4,
+    }
+    (results / "quick-check.json").write_text(json.dumps(quick))
+    make_results.generate(results, tmp_path / "out")
+    text = " ".join((tmp_path / "out" / "quick-check.inc").read_text().split())
+    assert "on a CPU (2 cores, x86_64), it took 101 seconds" in text
+    assert "went from 0.20 (untrained) to 0.34" in text
+    rst = (tmp_path / "out" / "results.inc").read_text()
+    assert "kNN top-1 20.3\u00a0% untrained, 33.6\u00a0% after 2 epochs in 101 seconds" in rst
+
+
+def test_one_plot_per_view_size_and_training_set(make_results, tmp_path):
+    results = write_results(tmp_path / "results")
+    small = {**ACCURACY, "train_images": 10000, "recipe": {**ACCURACY["recipe"], "input_size": 16}}
+    (results / "accuracy-small.json").write_text(json.dumps(small))
+    lines = [json.dumps(row) for row in metrics_rows(2, 1.0)]
+    (results / "accuracy-small.metrics.jsonl").write_text("\n".join(lines) + "\n")
+    written = make_results.generate(results, tmp_path / "out")
+    plots = sorted(p.name for p in written if p.suffix == ".png")
+    assert plots == ["training-curves-16px-10000.png", CURVES]
+    rst = (tmp_path / "out" / "results.inc").read_text()
+    assert "Training curves: 16 px views, 10,000 training images" in rst

@@ -1,6 +1,9 @@
 """The built pages: the scripts shown in full, notebooks equal to their scripts, no broken internal link,
 the hyperparameter table equal to the scripts' defaults, the Results page equal to its generator's."""
 
+import ast
+import copy
+import difflib
 import functools
 import json
 import re
@@ -57,21 +60,91 @@ def test_one_tab_per_variant_in_order(site):
     assert list(tab_panels(site)) == list(VARIANTS.values())
 
 
+def code_of(pre) -> str:
+    """The code of a listing, without its line numbers."""
+    pre = copy.copy(pre)
+    for number in pre.select("span.linenos"):
+        number.decompose()
+    return pre.get_text()
+
+
+def line_numbers_of(pre) -> list[int]:
+    return [int(number.get_text()) for number in pre.select("span.linenos")]
+
+
+def object_source(path: Path, name: str) -> tuple[int, int]:
+    """First and last line of a function, class or method (Class.method) of a script, decorators included."""
+    body = ast.parse(path.read_text()).body
+    for part in name.split("."):  # a def or class by its name, or a top-level assignment by its target
+        node = next(
+            n
+            for n in body
+            if part in {getattr(n, "name", None), *map(ast.unparse, getattr(n, "targets", []))}
+        )
+        body = getattr(node, "body", [])
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]), node.end_lineno
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_tab_shows_its_script_in_full(site, variant):
     panel = tab_panels(site)[VARIANTS[variant]]
-    blocks = [pre.get_text() for pre in panel.select("div.highlight pre")]
     if not script_path(variant).exists():
         assert "is not written yet" in panel.get_text()
         pytest.skip(f"examples/{variant}/byol.py does not exist yet")
+    listings = panel.select(f"div.byol-script-{variant.replace('_', '-')} pre")
+    assert len(listings) == 1
     script = script_path(variant).read_text()
-    assert script.rstrip("\n") in [block.rstrip("\n") for block in blocks]
-    # and no other variant's script leaks into this tab
+    assert code_of(listings[0]).rstrip("\n") == script.rstrip("\n")
+    assert line_numbers_of(listings[0]) == list(range(1, len(script.splitlines()) + 1))
+    # and no other variant's script is in this tab
+    blocks = [code_of(pre).rstrip("\n") for pre in panel.select("div.highlight pre")]
     for other in present_variants():
-        if other != variant and script_path(other).read_text() != script:
-            assert script_path(other).read_text().rstrip("\n") not in [b.rstrip("\n") for b in blocks]
-    # the command that runs it
-    assert f"examples/{variant}/byol.py" in " ".join(blocks[:-1] or blocks)
+        if other != variant:
+            assert script_path(other).read_text().rstrip("\n") not in blocks
+
+
+@pytest.mark.parametrize("variant", present_variants())
+def test_tab_starts_with_its_command_and_its_byol_core(site, variant):
+    """A reader meets the command, then the BYOL core from the script itself with the script's own line
+    numbers, before the downloads and the whole script."""
+    panel = tab_panels(site)[VARIANTS[variant]]
+    settings = CONF["byol_variants"][variant]
+    blocks = panel.select("div.highlight pre")
+    assert code_of(blocks[0]).strip() == settings["command"]
+    byol = load_script(script_path(variant), f"byol_core_{variant}")
+    assert byol.parse_args(settings["command"].split()[2:])  # the command's flags exist
+    lines = script_path(variant).read_text().splitlines()
+    for pre, name in zip(blocks[1:], settings["core"], strict=False):
+        start, end = object_source(script_path(variant), name)
+        assert code_of(pre).rstrip("\n") == "\n".join(lines[start - 1 : end]), name
+        assert line_numbers_of(pre) == list(range(start, end + 1)), name
+        caption = pre.find_parent("div", class_="literal-block-wrapper").select_one(".caption-text")
+        assert caption.get_text() == f"{name}, lines {start}-{end}"
+    assert len(panel.select("div.byol-core")) == len(settings["core"])
+    # the core comes before the downloads, which come before the whole script
+    elements = panel.find_all(True)
+    core, download = panel.select_one("div.byol-core"), panel.select_one("a.download")
+    script = panel.select_one(f"div.byol-script-{variant.replace('_', '-')}")
+    assert elements.index(core) < elements.index(download) < elements.index(script)
+
+
+def test_the_distributed_tab_shows_what_it_adds_to_the_lightning_script(site):
+    variant = "pytorch_lightning_distributed"
+    base = CONF["byol_variants"][variant]["diff"]
+    if not script_path(variant).exists():
+        pytest.skip("no distributed script yet")
+    diffs = tab_panels(site)[VARIANTS[variant]].select("div.byol-diff pre")
+    assert len(diffs) == 1
+    expected = difflib.unified_diff(
+        script_path(base).read_text().splitlines(),
+        script_path(variant).read_text().splitlines(),
+        f"examples/{base}/byol.py",
+        f"examples/{variant}/byol.py",
+        lineterm="",
+    )
+    assert code_of(diffs[0]).rstrip("\n") == "\n".join(expected)
+    for other in ["pytorch", base]:  # only the distributed script is a diff of another
+        assert not tab_panels(site)[VARIANTS[other]].select("div.byol-diff")
 
 
 @pytest.mark.parametrize("variant", present_variants())
@@ -85,16 +158,14 @@ def test_downloads_are_the_script_and_its_notebook(site, variant):
     assert (site / "notebooks" / variant / "byol.ipynb").read_bytes() == targets["byol.ipynb"].read_bytes()
 
 
-@pytest.mark.parametrize("variant", present_variants())
-def test_colab_badge_points_at_the_published_notebook(site, variant):
-    panel = tab_panels(site)[VARIANTS[variant]]
-    badge = panel.find("img", alt="Open in Colab")
-    assert badge is not None
-    href = badge.find_parent("a")["href"]
-    repository = CONF["repository_url"].removeprefix("https://github.com/")
-    assert href == (
-        f"https://colab.research.google.com/github/{repository}/blob/gh-pages/notebooks/{variant}/byol.ipynb"
-    )
+def test_no_colab_badge_or_repository_link_without_an_address(site):
+    """built_site() builds without BYOL_REPOSITORY_URL: no badge or link may point at an address that is
+    not set (test_build builds with one and checks the badges)."""
+    for page in site.glob("*.html"):
+        document = soup(page)
+        assert not document.find("img", alt="Open in Colab"), page.name
+        links = [a["href"] for a in document.find_all("a", href=True)]
+        assert not [h for h in links if "colab.research.google.com" in h or "/blob/" in h], page.name
 
 
 @pytest.mark.parametrize("variant", present_variants())
@@ -223,3 +294,99 @@ def test_results_page_shows_the_results_or_says_none(site):
     assert ("no benchmarks/results/accuracy-<name>.json exists" in text) != has_accuracy
     for path in results_dir.glob("accuracy-*.json"):
         assert json.loads(path.read_text())["device"] in text
+
+
+def test_links_to_lines_of_a_script_show_those_lines(site):
+    """How BYOL works links each implementation detail to its lines: the link's target line holds what
+    its title names, and the BYOL page shows that line of the script under that anchor."""
+    page = soup(site / "how_byol_works.html")
+    links = page.select("a.byol-lines")
+    assert len(links) >= 10
+    byol_page = soup(site / "byol.html")
+    for link in links:
+        where, target = link["href"].split("#")
+        assert where == "byol.html", link
+        variant, number = re.fullmatch(r"(\w+)-L(\d+)", target).groups()
+        title = re.fullmatch(rf"examples/{variant}/byol.py: ([\w.]+)(?: \((.+)\))?", link["title"])
+        name, text = title.groups()
+        start, end = object_source(script_path(variant), name)
+        lines = script_path(variant).read_text().splitlines()
+        if text:  # the first line of the object that holds the text
+            expected = next(n for n in range(start, end + 1) if text in lines[n - 1])
+            assert link.get_text() == f"line {expected}"
+        else:
+            expected = start
+            assert link.get_text() == (f"lines {start}-{end}" if end > start else f"line {start}")
+        assert int(number) == expected, link
+        shown = byol_page.find(id=target)
+        assert shown.find_parent("div", class_=f"byol-script-{variant.replace('_', '-')}"), target
+        assert code_of(shown).rstrip("\n") == lines[expected - 1], target
+
+
+def code_blocks(text: str, opening: str) -> list[str]:
+    """The code blocks of a README (after ```bash) or of an RST page (after .. code-block:: bash)."""
+    blocks = []
+    if opening == "```bash":
+        for block in text.split("```bash\n")[1:]:
+            blocks.append(block.split("```")[0])
+    else:
+        for block in text.split(".. code-block:: bash\n\n")[1:]:
+            lines = []
+            for line in block.splitlines():
+                if line and not line.startswith("   "):
+                    break
+                lines.append(line.removeprefix("   "))
+            blocks.append("\n".join(lines).strip("\n") + "\n")
+    return blocks
+
+
+def test_readme_and_landing_page_give_the_same_set_up():
+    readme = (DOCS.parent / "README.md").read_text()
+    landing = (DOCS / "index.rst").read_text()
+    set_up = code_blocks(readme[readme.index("## Set up") :], "```bash")[0]
+    assert set_up == code_blocks(landing[landing.index("Quick start") :], ".. code-block")[0]
+    # its main job is a run of the plain script whose flags all exist
+    main_job = " ".join(set_up.replace("\\\n", " ").split("&&")[1].split("\n")[0].split())
+    assert main_job.startswith("python examples/pytorch/byol.py ")
+    byol = load_script(script_path("pytorch"), "byol_readme")
+    args = byol.parse_args(main_job.split()[2:])
+    assert args.data == "synthetic"
+    assert "pip install nox && nox" in set_up  # and the tests
+
+
+def test_quick_start_figures_are_the_measured_ones(site):
+    """The README and the landing page quote benchmarks/results/quick-check.json, or no figures."""
+    readme = " ".join((DOCS.parent / "README.md").read_text().split())
+    landing = soup(site / "index.html").get_text(" ", strip=True)
+    path = DOCS.parent / "benchmarks" / "results" / "quick-check.json"
+    if not path.exists():
+        assert "(untrained)" not in readme and "(untrained)" not in landing
+        return
+    quick = json.loads(path.read_text())
+    went = f"went from {quick['untrained_knn_top1']:.2f} (untrained) to {quick['knn_top1'][-1]:.2f}"
+    took = f"took {quick['seconds']:.0f} seconds"
+    for text in (readme, landing):
+        assert went in text and took in text
+    assert quick["command"] in readme.replace(" \\ ", " ")
+
+
+def test_troubleshooting_quotes_the_untrained_accuracy_that_was_measured():
+    untrained = json.loads(
+        (DOCS.parent / "benchmarks/results/tuning/accuracy-cpu-tune-untrained.json").read_text()
+    )
+    page = (DOCS / "troubleshooting.rst").read_text()
+    assert f"{100 * untrained['knn_top1']:.1f} %" in " ".join(page.split())
+
+
+def test_no_page_shows_a_path_of_the_machine_that_built_it(site):
+    """Readers see no path of the build machine or of its benchmark data (CIFAR10_DIR stands for it)."""
+    internal = ["shared/data", "../shared", "/work/", "/tmp/", "/root/", "/home/", str(DOCS.parent)]
+    shown = [*site.rglob("*.html"), *site.rglob("*.ipynb"), *site.rglob("*.py"), *site.rglob("*.txt")]
+    assert not list(site.rglob("*.pickle")), "Sphinx's doctrees belong beside the site, not in it"
+    assert len(shown) > 10
+    for path in shown:
+        text = path.read_text()
+        if path.suffix == ".html":
+            text = soup(path).get_text()
+        found = [part for part in internal if part in text]
+        assert not found, f"{path.relative_to(site)}: {found}"
