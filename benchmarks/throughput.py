@@ -80,9 +80,7 @@ def our_model(byol, config, device):
     small_images, hidden_dim = config
     torch.manual_seed(0)
     model = byol.BYOL("resnet18", small_images, hidden_dim, 256)
-    model = model.to(
-        device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    )
+    model = model.to(device, memory_format=torch.channels_last)  # as the example's
     optimizer = byol.make_optimizer(model, Namespace(optimizer="sgd", weight_decay=5e-4), peak_lr=0.1)
     return model, optimizer
 

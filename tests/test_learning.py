@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-# 1,024 generated 32x32 images, views of 16 px, two epochs of 32 steps: about a minute on 2 cores.
-# About 100 training images per class: the kNN monitor uses k = 20 neighbours, not 200.
+# The README's quick check: 1,024 generated 32x32 images, views of 16 px, two epochs of 32 steps, about a
+# minute on 2 cores. About 100 training images per class: the kNN monitor uses k = 20 neighbours, not 200.
+# With the default 4096-wide heads it gained 0.15-0.22 over seeds 0-2; 512-wide heads gained 0.04-0.2.
 LEARNING_RUN = (
-    "--data synthetic --input-size 16 --batch-size 32 --epochs 2 --lr 1.6 --hidden-dim 512 "
+    "--data synthetic --input-size 16 --batch-size 32 --epochs 2 --lr 1.6 "
     "--eval-every 1 --num-workers 0 --seed 0 --knn-k 20"
 ).split()
 
