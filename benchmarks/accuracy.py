@@ -32,12 +32,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2 as T
 from plain_example import load_example
 from provenance import provenance
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The resolved settings that make a run's recipe, recorded so that a result still says how it was made
 # after a default changes (its command names only the flags that were given)
 RECIPE = [
@@ -50,33 +52,37 @@ RECIPE = [
     "weight_decay",
     "warmup_epochs",
     "tau_base",
-    "blur",
     "seed",
 ]
 
 
 def load_encoder(path: Path, backbone: str) -> nn.Module:
-    """A torchvision ResNet without classifier; the stem follows the saved first convolution."""
+    """The example's encoder (a torchvision ResNet without classifier), built through its BYOL class with
+    the small-image stem if the saved first convolution is 3x3, and the saved weights."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    encoder, _ = load_example().resnet_encoder(backbone, small_images=state["conv1.weight"].shape[-1] == 3)
+    small_images = state["conv1.weight"].shape[-1] == 3
+    encoder = load_example().BYOL(backbone, small_images, hidden_dim=8, proj_dim=8).encoder  # heads unused
     encoder.load_state_dict(state)
     return encoder
 
 
-def features(encoder, folder: str, input_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The examples' kNN monitor's features: the images resized, centre-cropped and normalised (ImageNet
-    statistics), in bf16 on GPUs that compute in it natively."""
+@torch.no_grad()
+def features(encoder: nn.Module, folder: str, input_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised features of a folder's images and their labels, as the examples' kNN monitor makes
+    them: the images resized and centre-cropped, normalised with ImageNet's statistics (the examples' for
+    folders), in bf16 on GPUs that compute in it natively."""
     byol = load_example()
+    resize = T.Compose([T.Resize(input_size), T.CenterCrop(input_size), T.PILToTensor()])
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-    settings = Namespace(
-        input_size=input_size, num_workers=min(8, os.cpu_count() or 1), precision="bf16" if bf16 else "fp32"
-    )
-    resize = byol.T.Compose([byol.T.Resize(input_size), byol.T.CenterCrop(input_size), byol.T.PILToTensor()])
-    mean_std = [
-        torch.tensor(values, device=device) for values in ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    ]
+    settings = Namespace(num_workers=min(8, os.cpu_count() or 1))
     encoder.eval()
-    return byol.embed(encoder, byol.image_folder(folder, resize), settings, mean_std)
+    embedded, labels = [], []
+    for images, image_labels in byol.loader(byol.ImageFiles(folder, resize), settings, 512):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            embedded.append(F.normalize(encoder(normalize(images.to(device) / 255)).float(), dim=1))
+        labels.append(image_labels.to(device))
+    return torch.cat(embedded), torch.cat(labels)
 
 
 def linear_probe(

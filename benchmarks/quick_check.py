@@ -24,10 +24,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as output_dir:
         argv = [*ARGUMENTS.split(), "--output-dir", output_dir]
         args = byol.parse_args(argv)
-        data = byol.load_data(args)
+        device = torch.device(args.device)
+        _, bank, val, mean_std = byol.load_data(args)  # the run's own data
         torch.manual_seed(args.seed)  # the initial weights of the run below
         model = byol.BYOL(args.backbone, args.input_size <= 64, args.hidden_dim, args.proj_dim)
-        untrained = byol.knn_accuracy(model.encoder, data, args, [torch.tensor(v) for v in data.mean_std])
+        untrained = byol.knn_accuracy(model.encoder.to(device), bank, val, args, mean_std, device)
         start = time.perf_counter()
         byol.main(argv)
         seconds = time.perf_counter() - start

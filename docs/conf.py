@@ -41,12 +41,12 @@ byol_variants = {
     "pytorch_lightning": {
         "label": "Lightning",
         "command": "python examples/pytorch_lightning/byol.py --data cifar10",
-        "core": ["BYOLModule.training_step", "BYOLModule.on_train_batch_end"],
+        "core": ["BYOLModule.training_step", "BYOLModule.optimizer_step"],
     },
     "pytorch_lightning_distributed": {
         "label": "Lightning Distributed",
         "command": "python examples/pytorch_lightning_distributed/byol.py --data cifar10 --devices 4",
-        "core": ["BYOLModule.training_step", "BYOLModule.on_train_batch_end"],
+        "core": ["BYOLModule.training_step", "BYOLModule.optimizer_step"],
         "diff": "pytorch_lightning",  # shown as a diff against this script
     },
 }
@@ -63,7 +63,7 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"(?:^|[/\\])(?!byol\.py$)[^/\\]+\.py$",
     "first_notebook_cell": (
         "# Install the examples' dependencies (Colab already has torch and torchvision).\n"
-        "%pip install --quiet torch torchvision tqdm pytorch-lightning"
+        "%pip install --quiet torch torchvision kornia tqdm pytorch-lightning"
     ),
     "download_all_examples": False,
     "write_computation_times": False,

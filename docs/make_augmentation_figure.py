@@ -1,12 +1,15 @@
-"""Draw the augmentation figures of the "How BYOL works" page with the example script's own functions.
+"""Draw the augmentation figures of the "How BYOL works" page with the example script's own augmentations.
 
-    python docs/make_augmentation_figure.py            # writes docs/figures/augmentation-*.png
+    python docs/make_augmentation_figure.py --cifar10-train CIFAR10_DIR/train  # docs/figures/*.png
 
 It takes a few CIFAR-10 training images from --cifar10-train, an image folder of CIFAR-10, when given
-(else from the script's synthetic set), and draws:
+(else from the script's synthetic set), and draws, with the kornia modules that the script's
+`augmentation` builds:
 
-- augmentation-steps.png: what each step does on its own, at 96 px (where the blur is on);
-- augmentation-views.png: pairs of views as training makes them at the default 32 px.
+- augmentation-steps.png: what each step does on its own, at 96 px (where the scaled blur is visible):
+  each module of a view given the end of its range for every image;
+- augmentation-views.png: pairs of views as training makes them at the default 32 px, by the script's
+  `two_views` from images in memory (as for --data cifar10), without the normalisation.
 
 The PNGs are committed, so the docs build needs neither the data nor PyTorch. Every random draw is
 seeded: re-running the script on the same data and library versions redraws the same figures."""
@@ -30,6 +33,7 @@ ROOT = DOCS.parent
 SCRIPT = ROOT / "examples" / "pytorch" / "byol.py"
 CLASSES = ["airplane", "bird", "cat", "horse", "ship", "truck"]
 SEED = 0
+UNNORMALISED = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # a mean and std that leave the images as they are
 
 
 def load_example():
@@ -45,9 +49,8 @@ def load_images(byol, cifar10_train: Path) -> tuple[torch.Tensor, str]:
     """A few images as uint8 (N, 3, H, W), and a description of where they come from."""
     if cifar10_train.is_dir():
         paths = [cifar10_train / name / "0000.jpg" for name in CLASSES]
-        return torch.stack(
-            [TF.pil_to_tensor(Image.open(p).convert("RGB")) for p in paths]
-        ), "CIFAR-10 training images"
+        images = [TF.pil_to_tensor(Image.open(path).convert("RGB")) for path in paths]
+        return torch.stack(images), "CIFAR-10 training images"
     return byol.synthetic_images(len(CLASSES), SEED).tensors[0], "synthetic images (no CIFAR-10 folder given)"
 
 
@@ -55,7 +58,7 @@ def as_image(x: torch.Tensor):
     """(3, H, W) in [0, 1] or uint8 -> (H, W, 3) float array for imshow."""
     if x.dtype == torch.uint8:
         x = x.float() / 255
-    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+    return x.clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
 
 
 def draw_grid(rows: list[list[torch.Tensor]], titles: list[str], path: Path, note: str) -> None:
@@ -77,46 +80,55 @@ def draw_grid(rows: list[list[torch.Tensor]], titles: list[str], path: Path, not
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
+def alone(module, x: torch.Tensor, **values: float) -> torch.Tensor:
+    """A kornia module applied to every image of x, with the named parameters set to the given values
+    (the others as drawn): one step alone, at a chosen point of its range."""
+    params = module.forward_parameters(x.shape)
+    params["batch_prob"] = torch.ones_like(params["batch_prob"])  # every image, whatever the module's p
+    for name, value in values.items():
+        params[name] = torch.full_like(params[name], value)
+    return module(x, params=params)
+
+
 def steps_figure(byol, images: torch.Tensor, origin: str, path: Path, size: int = 96) -> None:
-    """Each step alone, at the strongest setting it can draw, on one crop of each image."""
-    x = byol.crop_on_device(images.float() / 255, size, torch.Generator().manual_seed(SEED))
-    n, jitter = len(x), byol.JITTER
-
-    def factor(value: float) -> torch.Tensor:
-        return torch.full((n, 1, 1, 1), value)
-
-    brightness, contrast, saturation, hue = byol.ADJUSTMENTS
+    """Each step of view 1 alone, at the end of its range, on one crop of each image."""
+    steps = byol.augmentation(size, byol.VIEW_1, UNNORMALISED, crop=True)
+    crop, flip, jitter, grayscale, blur = steps[:5]
+    solarize = byol.augmentation(size, byol.VIEW_2, UNNORMALISED, crop=False)[5]  # view 1 never solarizes
+    x = flip(crop(images.float() / 255))  # as drawn
+    neutral = {"brightness_factor": 1.0, "contrast_factor": 1.0, "saturation_factor": 1.0, "hue_factor": 0.0}
+    brightness, contrast = 1 + jitter.brightness, 1 - jitter.contrast
+    saturation, hue = 1 - jitter.saturation, jitter.hue
+    sigma = blur._param_generator.sigma[1]  # the largest sigma it draws (kornia keeps the range there)
     columns = [
         ("original", TF.center_crop(TF.resize(images, size), size)),  # what the kNN monitor sees
         ("crop + flip", x),
-        (f"brightness x{1 + jitter['brightness']:g}", brightness(x, factor(1 + jitter["brightness"]))),
-        (f"contrast x{1 - jitter['contrast']:g}", contrast(x, factor(1 - jitter["contrast"]))),
-        (f"saturation x{1 - jitter['saturation']:g}", saturation(x, factor(1 - jitter["saturation"]))),
-        (f"hue {jitter['hue']:+g}", hue(x, factor(jitter["hue"]))),
-        ("grayscale", TF.rgb_to_grayscale(x, 3)),
-        (f"blur, sigma {2.0 * size / 224:.2g}", byol.gaussian_blur(x, torch.full((n,), 2.0 * size / 224))),
-        ("solarize", torch.where(x < 0.5, x, 1 - x)),
+        (f"brightness x{brightness:g}", alone(jitter, x, **neutral | {"brightness_factor": brightness})),
+        (f"contrast x{contrast:g}", alone(jitter, x, **neutral | {"contrast_factor": contrast})),
+        (f"saturation x{saturation:g}", alone(jitter, x, **neutral | {"saturation_factor": saturation})),
+        (f"hue {hue:+g}", alone(jitter, x, **neutral | {"hue_factor": hue})),
+        ("grayscale", alone(grayscale, x)),
+        (f"blur, sigma {sigma:.2g}", alone(blur, x, sigma=sigma)),
+        ("solarize", alone(solarize, x)),
     ]
-    rows = [[column[i] for _, column in columns] for i in range(n)]
+    rows = [[column[i] for _, column in columns] for i in range(len(x))]
     note = f"{origin}; each step alone on the same {size}x{size} crop, at the end of its range"
     draw_grid(rows, [title for title, _ in columns], path, note)
 
 
 def views_figure(byol, images: torch.Tensor, origin: str, path: Path, size: int = 32, pairs: int = 3) -> None:
-    """Pairs of views as training makes them from images in memory: crops on the device, then augment()."""
-    generator = torch.Generator().manual_seed(SEED)
-    blur = size > 32  # the script's default
-    columns = [("original", TF.center_crop(TF.resize(images, size), size))]
-    for pair in range(pairs):
-        crops = [byol.crop_on_device(images.float() / 255, size, generator) for _ in range(2)]
-        views = [
-            byol.augment(crop, view, generator, blur) for crop, view in zip(crops, (byol.VIEW_1, byol.VIEW_2))
-        ]
-        columns += [(f"pair {pair + 1}: view 1", views[0]), (f"pair {pair + 1}: view 2", views[1])]
-    rows = [[column[i] for _, column in columns] for i in range(len(images))]
-    note = (
-        f"{origin}; {size}x{size} views as training makes them (blur {'on' if blur else 'off'}), unnormalised"
+    """Pairs of views as training makes them from images in memory: crops and the rest by two_views."""
+    views = [byol.augmentation(size, view, UNNORMALISED, crop=True) for view in (byol.VIEW_1, byol.VIEW_2)]
+    memory, indices = (
+        TF.resize(images, size) if images.shape[-1] != size else images,
+        torch.arange(len(images)),
     )
+    columns = [("original", memory)]
+    for pair in range(pairs):
+        view_1, view_2 = byol.two_views(indices, views, memory, torch.device("cpu"))
+        columns += [(f"pair {pair + 1}: view 1", view_1), (f"pair {pair + 1}: view 2", view_2)]
+    rows = [[column[i] for _, column in columns] for i in range(len(images))]
+    note = f"{origin}; {size}x{size} views as training makes them, before the normalisation"
     draw_grid(rows, [title for title, _ in columns], path, note)
 
 
@@ -127,11 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output-dir", type=Path, default=DOCS / "figures", help="where the PNGs go")
     args = parser.parse_args(argv)
-    torch.manual_seed(SEED)
     byol = load_example()
     images, origin = load_images(byol, args.cifar10_train)
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(SEED)  # kornia draws from torch's generator
     steps_figure(byol, images, origin, args.output_dir / "augmentation-steps.png")
+    torch.manual_seed(SEED)
     views_figure(byol, images, origin, args.output_dir / "augmentation-views.png")
 
 

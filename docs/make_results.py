@@ -206,6 +206,20 @@ def throughput_command(result: dict) -> str:
     return with_placeholder(command)
 
 
+def augmentation_line(result: dict) -> list[str]:
+    """What the augmentation alone costs, where benchmarks/throughput.py measured it."""
+    per_batch, per_second = result.get("augmentation_ms_per_batch"), result.get("augmentation_images_per_s")
+    if not (is_number(per_batch) or is_number(per_second)):
+        return []
+    batch = result.get("augmentation_batch_size")
+    images = f"{batch:,} images" if is_number(batch) else "images"
+    figures = [f"{per_batch:.1f} ms per batch" if is_number(per_batch) else None]
+    figures.append(f"{rate(per_second)} images/s" if is_number(per_second) else None)
+    measured_figures = ", ".join(figure for figure in figures if figure)
+    what = f"both views of a batch of {images} made on the device, as ``two_views`` makes them"
+    return [f"The augmentation alone ({what}): {measured_figures}.", ""]
+
+
 def throughput_section(throughput: list[dict], root: Path) -> list[str]:
     lines = ["Throughput", "----------", ""]
     if not throughput:
@@ -238,6 +252,8 @@ def throughput_section(throughput: list[dict], root: Path) -> list[str]:
             settings.append(f"each figure the median of {result['repeats']} rounds")
         if result.get("bf16") is not None:
             settings.append("our steps in bf16" if result["bf16"] else "our steps in float32")
+        if result.get("augmentations"):
+            settings.append(f"our augmentations: {result['augmentations']}")
         if result.get("crops_on_device"):
             settings.append(
                 f"our crops made on the device from images decoded into memory "
@@ -267,6 +283,7 @@ def throughput_section(throughput: list[dict], root: Path) -> list[str]:
             )
         header = ["loop", "images/s", "x reference", "of its ceiling", "peak GPU memory (MB)"]
         lines += list_table(f"Throughput on {result['name']}", header, rows)
+        lines += augmentation_line(result)
         candidates = result.get("candidates_images_per_s") or {}
         if candidates:
             lines += ["Other configurations measured in the same run (images/s):", ""]
@@ -398,7 +415,7 @@ def command_options(command: str) -> list[tuple[str, str | None]]:
 
 
 def options_text(options: list[tuple[str, str | None]]) -> str:
-    """Option pairs back as command-line text: '--lr 0.1 --no-blur'."""
+    """Option pairs back as command-line text: '--lr 0.1 --resume'."""
     return " ".join(f"{flag} {value}" if value else flag for flag, value in options)
 
 

@@ -1,7 +1,6 @@
 """The BYOL loss, the target network's moving average, the schedules and LARS, on hand-computed cases."""
 
 import itertools
-import math
 
 import pytest
 import torch
@@ -103,56 +102,105 @@ def test_lars_step_of_a_hand_computed_case(byol):
         {"params": [bias], "weight_decay": 0.0, "lars": False},
     ]
     optimizer = byol.LARS(groups, lr=2.0, momentum=0.9)
+    assert optimizer.defaults == {"lr": 2.0, "momentum": 0.9}
     weight.grad, bias.grad = torch.tensor([0.5, -2.0]), torch.tensor([0.25])
     optimizer.step()
-    # update = g + 0.5 w = (2, 0), |update| = 2, trust = 1e-3 * 5 / 2 = 2.5e-3, step = lr * trust * update
-    assert torch.allclose(weight, torch.tensor([3.0 - 2.0 * 2.5e-3 * 2.0, 4.0]))
+    # update = g + 0.5 w = (2, 0), |update| = 2; ratio = 0.02 * 5 / 2 / lr = 0.025 (below 1: it scales)
+    # velocity = 0.025 * (2, 0) = (0.05, 0); w = (3, 4) - lr * velocity = (2.9, 4)
+    assert torch.allclose(weight, torch.tensor([2.9, 4.0]))
     assert torch.allclose(bias, torch.tensor([1.0 - 2.0 * 0.25]))  # no adaptation, no decay: SGD
     weight.grad, bias.grad = torch.zeros(2), torch.zeros(1)
-    before = weight.detach().clone()
-    optimizer.step()  # momentum carries the last update; the new one, wd w, is trusted 1e-3 |w| / |wd w|
-    update = 0.5 * before
-    expected = before - 2.0 * (0.9 * torch.tensor([2.5e-3 * 2.0, 0.0]) + 1e-3 * 5.0 / update.norm() * update)
-    assert torch.allclose(weight, expected, atol=1e-6)
+    optimizer.step()
+    # update = 0.5 w = (1.45, 2), half of |w|: ratio = 0.02 * 2 / 2 = 0.02, scaled update (0.029, 0.04);
+    # velocity = 0.9 * (0.05, 0) + (0.029, 0.04) = (0.074, 0.04); w = (2.9, 4) - 2 * velocity
+    assert torch.allclose(weight, torch.tensor([2.752, 3.92]), atol=1e-6)
+    assert torch.allclose(bias, torch.tensor([0.5 - 2.0 * 0.9 * 0.25]))  # momentum alone
+    state = optimizer.state[weight]["momentum_buffer"]
+    assert torch.allclose(state, torch.tensor([0.074, 0.04]), atol=1e-7)
 
 
-def test_lars_trusts_a_zero_weight_fully(byol):
-    weight = torch.nn.Parameter(torch.zeros(3))
+def test_lars_ratio_is_capped_at_one(byol):
+    weight = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
     optimizer = byol.LARS([{"params": [weight], "weight_decay": 0.0, "lars": True}], lr=0.1, momentum=0.0)
+    weight.grad = torch.tensor([0.01, 0.0])
+    optimizer.step()  # ratio 0.02 * 5 / 0.01 / 0.1 = 100, capped: the plain step lr * g
+    assert torch.allclose(weight, torch.tensor([3.0 - 0.1 * 0.01, 4.0]))
+    weight.grad = torch.tensor([0.0, 2.5])
+    before = weight.detach().clone()
+    optimizer.step()  # ratio 0.02 * |w| / 2.5 / 0.1 = 0.4: the step shrinks to 0.4 of SGD's
+    ratio = 0.02 * before.norm() / 2.5 / 0.1
+    assert torch.allclose(weight, before - 0.1 * ratio * torch.tensor([0.0, 2.5]))
+
+
+def test_lars_step_of_a_zero_weight_is_plain(byol):
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = byol.LARS([{"params": [weight], "weight_decay": 0.1, "lars": True}], lr=0.1, momentum=0.0)
     weight.grad = torch.ones(3)
-    optimizer.step()  # |w| = 0 would make the ratio 0 and the weight stuck: the ratio is 1 instead
+    optimizer.step()  # |w| = 0 would make the ratio 0 and the weight stuck: it steps as SGD does
     assert torch.allclose(weight, torch.full((3,), -0.1))
+    with torch.no_grad():
+        weight.zero_()
+    weight.grad = torch.zeros(3)
+    optimizer.step()  # a zero weight and a zero update: 0 / 0, which must not give NaN
+    assert torch.equal(weight, torch.zeros(3))
 
 
-@pytest.mark.parametrize("name", ["sgd", "lars"])
-def test_optimiser_groups_leave_biases_and_norms_alone(byol, name):
+def test_lars_with_a_zero_update_keeps_its_momentum(byol):
+    weight = torch.nn.Parameter(torch.tensor([1.0, 0.0]))
+    optimizer = byol.LARS([{"params": [weight], "weight_decay": 0.0, "lars": True}], lr=1.0, momentum=0.5)
+    weight.grad = torch.tensor([0.0, 1.0])
+    optimizer.step()  # ratio 0.02 * 1 / 1 / 1 = 0.02: velocity (0, 0.02)
+    assert torch.allclose(weight, torch.tensor([1.0, -0.02]))
+    weight.grad = torch.zeros(2)
+    optimizer.step()  # update 0: the ratio is infinite; the velocity halves to (0, 0.01), all finite
+    assert torch.allclose(weight, torch.tensor([1.0, -0.03]))
+
+
+def test_lars_skips_weights_without_gradients(byol):
+    used, unused = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    group = {"params": [used, unused], "weight_decay": 0.5, "lars": True}
+    optimizer = byol.LARS([group], lr=1.0)
+    used.grad = torch.ones(2)
+    optimizer.step()
+    assert torch.equal(unused, torch.ones(2)) and unused not in optimizer.state
+    assert not torch.equal(used, torch.ones(2))
+
+
+@pytest.mark.parametrize(("name", "default_decay"), [("sgd", 5e-4), ("lars", 1e-5)])
+def test_optimiser_groups_leave_biases_and_norms_alone(byol, name, default_decay):
     model = small_model(byol)
     args = byol.parse_args(["--optimizer", name, "--weight-decay", "1e-3"])
     optimizer = byol.make_optimizer(model, args, peak_lr=0.4)
     decay, plain = optimizer.param_groups
     names = {id(p): n for n, p in model.named_parameters()}
-    assert (
-        decay["weight_decay"] == 1e-3 and decay["lars"] and plain["weight_decay"] == 0 and not plain["lars"]
-    )
-    assert {names[id(p)] for p in plain["params"]} == {
-        n for n, p in model.named_parameters() if p.ndim == 1 and not n.startswith("target_")
-    }
-    assert "encoder.conv1.weight" in {names[id(p)] for p in decay["params"]}
-    assert not any(names[id(p)].startswith("target_") for g in optimizer.param_groups for p in g["params"])
+    assert decay["weight_decay"] == 1e-3 and decay["lars"] is True
+    assert plain["weight_decay"] == 0 and plain["lars"] is False
+    online = {n for n in names.values() if not n.startswith("target_")}
+    assert {names[id(p)] for p in plain["params"]} == {n for n in online if model.get_parameter(n).ndim == 1}
+    assert {names[id(p)] for p in decay["params"]} == {n for n in online if model.get_parameter(n).ndim > 1}
+    assert {"encoder.conv1.weight", "predictor.3.weight"} <= {names[id(p)] for p in decay["params"]}
+    assert {"encoder.bn1.weight", "projector.0.bias"} <= {names[id(p)] for p in plain["params"]}
     assert all(group["lr"] == 0.4 and group["momentum"] == 0.9 for group in optimizer.param_groups)
-    assert isinstance(optimizer, byol.LARS if name == "lars" else torch.optim.SGD)
+    assert type(optimizer) is (byol.LARS if name == "lars" else torch.optim.SGD)
+    default = byol.make_optimizer(model, byol.parse_args(["--optimizer", name]), peak_lr=0.4)
+    assert [group["weight_decay"] for group in default.param_groups] == [default_decay, 0.0]
 
 
 def test_lars_and_sgd_agree_where_lars_does_not_adapt(byol):
     torch.manual_seed(0)
-    sgd_weight, lars_weight = (torch.nn.Parameter(torch.randn(5)) for _ in range(2))
-    lars_weight.data.copy_(sgd_weight.data)
+    start = torch.randn(5)
+    sgd_weight, plain_weight, lars_weight = (torch.nn.Parameter(start.clone()) for _ in range(3))
     sgd = torch.optim.SGD([{"params": [sgd_weight], "weight_decay": 0.1}], lr=0.3, momentum=0.9)
-    lars = byol.LARS([{"params": [lars_weight], "weight_decay": 0.1, "lars": False}], lr=0.3, momentum=0.9)
+    groups = [
+        {"params": [plain_weight], "weight_decay": 0.1, "lars": False},
+        {"params": [lars_weight], "weight_decay": 0.1, "lars": True},
+    ]
+    lars = byol.LARS(groups, lr=0.3, momentum=0.9)
     for _ in range(3):
         gradient = torch.randn(5)
-        sgd_weight.grad, lars_weight.grad = gradient.clone(), gradient.clone()
+        sgd_weight.grad, plain_weight.grad, lars_weight.grad = gradient.clone(), gradient.clone(), gradient
         sgd.step()
         lars.step()
-    assert torch.allclose(sgd_weight, lars_weight, atol=1e-6)
-    assert math.isfinite(lars_weight.sum().item())
+    assert torch.allclose(sgd_weight, plain_weight, atol=1e-6)
+    assert not torch.allclose(sgd_weight, lars_weight, atol=1e-3)  # the lars group's steps are scaled
+    assert (lars_weight - start).norm() < (sgd_weight - start).norm()

@@ -25,6 +25,7 @@ from sphinx.util.docutils import SphinxDirective, SphinxRole
 
 COLAB = "https://colab.research.google.com/github/"
 PAGE = "byol"  # the page that holds the tabs and their listings
+PAGE_CSS = "byol-page.css"  # in _static: that page's own layout
 
 
 def script_path(srcdir: str | Path, variant: str) -> Path:
@@ -51,7 +52,10 @@ def object_lines(path: Path, name: str, text: str | None = None) -> tuple[int, i
 
 
 def assigned(node: ast.AST) -> list[str]:
-    return [target.id for target in getattr(node, "targets", []) if isinstance(target, ast.Name)]
+    """The names that an assignment binds: ``A = ...`` and ``A, B = ...``."""
+    targets = [*getattr(node, "targets", [])]
+    targets += [element for target in targets if isinstance(target, ast.Tuple) for element in target.elts]
+    return [target.id for target in targets if isinstance(target, ast.Name)]
 
 
 class VariantDirective(SphinxDirective):
@@ -126,10 +130,12 @@ class ScriptRole(SphinxRole):
 
 
 def anchor_lines(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
-    """On the BYOL page, make each numbered line of code a block of its own, so that a wrapped line goes
-    on under the code, not under the numbers; in the whole-script listings, give it an id, NAME-L12."""
+    """On the BYOL page, make each numbered line of code an element of its own, which a link can point at
+    and highlight: in the whole-script listings, with an id, NAME-L12. And give the page its own
+    stylesheet, which widens its column so that the scripts' lines (110 characters) need not wrap."""
     if pagename != PAGE or "body" not in context:
         return
+    app.add_css_file(PAGE_CSS, priority=900)  # on this page only; after custom.css (800)
     html = context["body"]
     blocks = list(re.finditer(r'<div class="(byol-script byol-script-([\w-]+)|byol-core) ', html))
     for block in reversed(blocks):  # from the end: the edits leave the earlier positions as they are

@@ -9,11 +9,11 @@ learns to predict what the *target* network (encoder, projector) makes of the ot
 receives no gradients; its weights are a slow moving average of the online weights.
 
 This is the plain-PyTorch example (``examples/pytorch/byol.py``) with its loop handed to Lightning: a
-``LightningModule`` holds the networks, the data and the step, and a ``Trainer`` runs the loop, bf16,
-the progress bar, the logs, the checkpoints and SIGTERM. The other sections copy the plain script's::
+``LightningModule`` holds the networks and the step, and a ``Trainer`` runs the loop, bf16, the
+progress bar, the logs, the checkpoints and the signals. The other sections copy the plain script's::
 
-    python examples/pytorch_lightning/byol.py --data cifar10  # minutes on a GPU
-    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --epochs 2  # CPU check
+    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --batch-size 32 --epochs 2
+    python examples/pytorch_lightning/byol.py --data cifar10  # CIFAR-10, on a GPU
 
 It writes ``metrics.jsonl`` (a line per epoch), ``checkpoint-last.pt`` (a Lightning checkpoint, for
 ``--resume``), ``backbone.pt`` (the online encoder's weights) and ``lightning_logs/`` (Lightning's CSV
@@ -23,34 +23,34 @@ log, a version per run) to ``--output-dir``.
 # %%
 # Settings
 # --------
-# Every setting is a flag that ``--help`` explains; the defaults suit 32x32 images on one GPU. In a
-# notebook, pass the flags to ``main``: ``main(["--data", "synthetic"])``.
+# Every setting is a flag that ``--help`` explains; the defaults suit 32x32 images on one GPU.
 
 import argparse
 import copy
+import fcntl
 import functools
 import json
 import math
 import os
-import pickle
+import signal
 import sys
+import threading
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
+import kornia.augmentation as K
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchvision
 import torchvision.transforms.v2 as T
-import torchvision.transforms.v2.functional as TF
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,10 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--data", default="cifar10", help="cifar10, synthetic or an image folder (class subfolders or flat)")
     add("--data-dir", default="data", help="where torchvision downloads CIFAR-10")
-    add("--val", help="image folder with class subfolders for the kNN monitor (default: the test split)")
+    add("--val", help="kNN monitor's images: a folder of the classes of --data (default: the test split)")
     add("--synthetic-images", type=int, default=1024, help="how many images --data synthetic generates")
     add("--input-size", type=int, default=32, help="side of the views; 64 px or less: small-image stem")
-    add("--blur", action=argparse.BooleanOptionalAction, help="blur the views (default: above 32 px)")
     add("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding files")
     add("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"], help="the encoder")
     add("--hidden-dim", type=int, default=4096, help="hidden width of projector and predictor")
@@ -70,9 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--optimizer", default="sgd", choices=["sgd", "lars"], help="lars: the paper's, for large batches")
     add("--epochs", type=int, default=100, help="passes over the training images")
     add("--batch-size", type=int, default=512, help="images per step")
-    add("--lr", type=float, default=0.2, help="peak learning rate for a batch of 256, scaled to the batch")
-    add("--weight-decay", type=float, default=5e-4, help="weight decay, not on biases and norms")
-    add("--warmup-epochs", type=float, default=10, help="linear warm-up, at most a tenth of --epochs")
+    add("--lr", type=float, help="peak learning rate for a batch of 256, scaled (sgd: 0.2, lars: 1.0)")
+    add("--weight-decay", type=float, help="not on biases and norms (sgd 5e-4; lars 1e-5, as solo-learn)")
+    add("--warmup-epochs", type=float, help="learning rate warm-up (default: a tenth of --epochs, <= 10)")
     add("--tau-base", type=float, default=0.99, help="the target's moving-average rate, rising to 1")
     add("--eval-every", type=int, default=10, help="epochs between runs of the kNN monitor (0: never)")
     add("--knn-k", type=int, default=200, help="neighbours that vote in the kNN monitor")
@@ -81,22 +80,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--overwrite", action="store_true", help="replace the run saved in --output-dir")
     add("--seed", type=int, default=0, help="seed of every random draw")
     add("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="auto: bf16 on recent GPUs")
-    add("--compile", action=argparse.BooleanOptionalAction, help="compile the colour jitter (default: GPU)")
     add("--accelerator", default="auto", help="Lightning's accelerator: auto, cpu, gpu...")
     args = parser.parse_args([] if argv is None and "ipykernel" in sys.modules else argv)  # not Jupyter's
-    smallest = {"batch_size": 2, "num_workers": 0, "eval_every": 0, "seed": 0, "warmup_epochs": 0}
-    for name in ["synthetic_images", "input_size", "hidden_dim", "proj_dim", "epochs", "knn_k", *smallest]:
-        if not getattr(args, name) >= smallest.get(name, 1):  # batch_size: BatchNorm needs two images
-            parser.error(f"--{name.replace('_', '-')} must be at least {smallest.get(name, 1)}")
-    if not (args.lr > 0 and args.weight_decay >= 0 and 0 <= args.tau_base < 1 and args.seed < 2**63):
-        parser.error("--lr must be positive, --weight-decay not negative, --tau-base in [0, 1)")
-    # What the defaults leave open is settled here, so that the checkpoint records what the run did.
-    gpu = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
-    args.blur = args.input_size > 32 if args.blur is None else args.blur
-    args.compile = gpu if args.compile is None else args.compile
-    if args.precision == "auto":  # GPUs before Ampere emulate bf16, slowly
-        native = gpu and torch.cuda.is_bf16_supported(including_emulation=False)
-        args.precision = "bf16" if native else "fp32"
+    lars = args.optimizer == "lars"
+    args.lr = (1.0 if lars else 0.2) if args.lr is None else args.lr
+    args.weight_decay = (1e-5 if lars else 5e-4) if args.weight_decay is None else args.weight_decay
+    args.warmup_epochs = min(10, args.epochs / 10) if args.warmup_epochs is None else args.warmup_epochs
+    lowest = {"batch_size": 2, "num_workers": 0, "eval_every": 0, "seed": 0, "warmup_epochs": 0}
+    for name in ["synthetic_images", "input_size", "hidden_dim", "proj_dim", "epochs", "knn_k", *lowest]:
+        if not getattr(args, name) >= lowest.get(name, 1):  # batch_size: BatchNorm needs two images
+            parser.error(f"--{name.replace('_', '-')} must be at least {lowest.get(name, 1)}")
+    if not (args.lr > 0 and args.weight_decay >= 0 and 0 <= args.tau_base < 1 and args.seed < 2**32):
+        parser.error("--lr must be > 0, --weight-decay >= 0, --tau-base in [0, 1) and --seed < 2**32")
+    if args.warmup_epochs > args.epochs:
+        parser.error(f"--warmup-epochs {args.warmup_epochs:g} is longer than --epochs {args.epochs}")
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        parser.error(f"--accelerator {args.accelerator}: PyTorch sees no CUDA GPU here")
+    if args.precision == "auto":  # bf16 where the GPU computes in it natively (since Ampere)
+        gpu = torch.cuda.is_available() if args.accelerator == "auto" else args.accelerator in ("gpu", "cuda")
+        args.precision = "bf16" if gpu and torch.cuda.get_device_capability() >= (8, 0) else "fp32"
     return args
 
 
@@ -104,130 +106,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Augmentations
 # -------------
 # BYOL learns what two views of an image share, so the augmentations decide what it learns. The
-# paper's two views (its Table 6) are asymmetric: both are cropped, flipped, colour-jittered and
-# sometimes grey; view 1 is always blurred, view 2 rarely blurred and sometimes solarized. Each image
-# draws its own parameters. Images held in memory (CIFAR-10) are cropped on the training device, a
-# batch at a time; a folder's images are decoded and cropped (RandomResizedCrop) by DataLoader
-# workers. The rest runs batched on the training device, drawing from one random generator.
+# paper's two views (its Table 6) are asymmetric: view 1 is always blurred, view 2 rarely, and only
+# view 2 is sometimes solarized. kornia runs them on the training device, a batch at a time, each
+# image with its own random parameters. Where kornia differs from the paper: ColorJitter applies its
+# four adjustments in one random order per batch (the paper: per image); crops resize bilinearly.
 
-JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}  # each in 80 % of views
-VIEW_1 = {"blur": 1.0, "solarize": 0.0}  # probabilities; both views turn grey with probability 0.2
-VIEW_2 = {"blur": 0.1, "solarize": 0.2}
+VIEW_1, VIEW_2 = {"blur": 1.0, "solarize": 0.0}, {"blur": 0.1, "solarize": 0.2}  # probabilities
 
 
-def crop_on_device(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Random resized crops (aspect ratio 3/4-4/3, area 8-100 %) and flips of a batch, one per image.
-    Each crop draws its ratio, then an area that fits it; RandomResizedCrop draws both, again if needed."""
-    n, _, height, width = images.shape
-    u = torch.rand(n, 5, device=images.device, generator=generator)
-    ratio = torch.exp(math.log(3 / 4) + math.log(16 / 9) * u[:, 1])  # log-uniform in [3/4, 4/3]
-    fits = torch.minimum(width / height / ratio, ratio * height / width).clamp(max=1)  # the largest area
-    area = height * width * (0.08 + (fits - 0.08) * u[:, 0])
-    w, h = (area * ratio).sqrt().clamp(max=width), (area / ratio).sqrt().clamp(max=height)
-    left, top, index = u[:, 2] * (width - w), u[:, 3] * (height - h), torch.arange(n, device=u.device)
-    # roi_align resizes each box bilinearly, averaging where it shrinks; aligned: pixel i is [i, i + 1)
-    boxes = torch.stack([index, left, top, left + w, top + h], dim=1)
-    crops = torchvision.ops.roi_align(images, boxes, size, sampling_ratio=-1, aligned=True)
-    return torch.where(u[:, 4].view(-1, 1, 1, 1) < 0.5, crops.flip(3), crops)
+def augmentation(size: int, view: dict, mean_std: tuple, crop: bool) -> nn.Sequential:
+    """One view of Table 6, for a batch of images in [0, 1]; crop=False: the images are crops already."""
+    kernel = max(3, round(size / 10) // 2 * 2 + 1)  # about a tenth of the side: 23 px at 224 px
+    sigma = (0.1 * size / 224, 2.0 * size / 224)  # the paper's 0.1-2 px at 224 px: at 32 px, barely a blur
+    return nn.Sequential(
+        K.RandomResizedCrop((size, size), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) if crop else nn.Identity(),
+        K.RandomHorizontalFlip(p=0.5),
+        K.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8),
+        K.RandomGrayscale(p=0.2),
+        K.RandomGaussianBlur(kernel, sigma, p=view["blur"]),
+        K.RandomSolarize(thresholds=0.0, additions=0.0, p=view["solarize"]),  # x above 0.5 becomes 1 - x
+        K.Normalize(*mean_std),
+    )
 
 
-def blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (factor * images + (1 - factor) * other).clamp(0, 1)
-
-
-def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Turns each image's hue by its shift, a fraction of the colour wheel, in HSV space."""
-    r, g, b = images.split(1, dim=1)
-    value, low = images.amax(1, keepdim=True), images.amin(1, keepdim=True)
-    chroma = value - low
-    divisor = torch.where(chroma > 0, chroma, 1.0)  # greys have no hue
-    hue = torch.where(value == g, 2 + (b - r) / divisor, 4 + (r - g) / divisor)
-    hue = torch.where(value == r, (g - b) / divisor, hue) / 6 + shift
-    k = torch.cat([(n + 6 * hue) % 6 for n in (5, 3, 1)], dim=1)
-    return value - chroma * torch.minimum(k, 4 - k).clamp(0, 1)  # back to red, green and blue
-
-
-# What torchvision's ColorJitter does to one image, for a batch with a factor per image.
-ADJUSTMENTS = [
-    lambda images, factor: blend(images, torch.zeros_like(images), factor),  # brightness
-    lambda images, factor: blend(images, TF.rgb_to_grayscale(images).mean((1, 2, 3), True), factor),
-    lambda images, factor: blend(images, TF.rgb_to_grayscale(images), factor),  # saturation
-    adjust_hue,
-]
-
-
-def color_jitter(images: torch.Tensor, apply, factors: list, order: torch.Tensor) -> torch.Tensor:
-    """The four adjustments in each image's own random order (a column of `order`), where `apply`."""
-    for slot in range(4):
-        for index, adjust in enumerate(ADJUSTMENTS):
-            chosen = apply & (order[:, slot : slot + 1] == index)
-            images = torch.where(chosen, adjust(images, factors[index]), images)
-    return images
-
-
-def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blurs each image with its own sigma; the kernel spans a tenth of the side (23 px at 224 px)."""
-    n, c, height, width = images.shape
-    size = max(3, round(width / 10) // 2 * 2 + 1)
-    x = torch.arange(size, device=images.device) - size // 2
-    kernel = torch.softmax(-0.5 * (x / sigma.view(-1, 1)) ** 2, dim=1).repeat_interleave(c, dim=0)
-    out = F.pad(images, [size // 2] * 4, mode="reflect").view(1, n * c, height + size - 1, -1)
-    out = F.conv2d(out, kernel.view(n * c, 1, 1, size), groups=n * c)  # along rows, then columns
-    return F.conv2d(out, kernel.view(n * c, 1, size, 1), groups=n * c).view(n, c, height, width)
-
-
-def augment(images: torch.Tensor, view: dict, generator, blur: bool, jitter=color_jitter) -> torch.Tensor:
-    """Colour jitter, grayscale, blur and solarize of a batch of crops in [0, 1], per image."""
-
-    def draw(low: float = 0.0, high: float = 1.0) -> torch.Tensor:  # one number per image
-        numbers = torch.empty(len(images), 1, 1, 1, device=images.device)
-        return numbers.uniform_(low, high, generator=generator)
-
-    factors = [draw(1 - JITTER[name], 1 + JITTER[name]) for name in ("brightness", "contrast", "saturation")]
-    factors.append(draw(-JITTER["hue"], JITTER["hue"]))
-    order = torch.rand(len(images), 4, 1, 1, device=images.device, generator=generator).argsort(dim=1)
-    images = jitter(images, draw() < 0.8, factors, order)
-    images = torch.where(draw() < 0.2, TF.rgb_to_grayscale(images, 3), images)
-    if blur:  # the paper's sigma, 0.1-2 px at 224 px, scaled; at 32 px it changes no pixel by 1 %
-        blurred = gaussian_blur(images, draw(0.1, 2) * images.shape[-1] / 224)
-        images = torch.where(draw() < view["blur"], blurred, images)
-    return torch.where(draw() < view["solarize"], torch.where(images < 0.5, images, 1 - images), images)
-
-
-def compiled(function):
-    """`function` compiled by torch.compile at its first call; where that fails, `function` itself."""
-    state = {"compiled": torch.compile(function, dynamic=False)}  # ~200 small kernels fused into a few
-
-    def call(*args):
-        if state["compiled"] is not None:
-            try:
-                return state["compiled"](*args)
-            except Exception as error:  # no C compiler, an unsupported platform...
-                warnings.warn(f"torch.compile failed, running eagerly: {error}", stacklevel=2)
-                state["compiled"] = None
-        return function(*args)
-
-    return call
+def two_views(batch, views: list[nn.Module], memory: torch.Tensor | None, device) -> list[torch.Tensor]:
+    """Both views of a batch, on the device: a batch of indices of images in memory, cropped here, or of
+    pairs of crops that DataLoader workers made of a folder's images."""
+    crops = [memory[batch.to(device)]] * 2 if memory is not None else batch[0]
+    crops = [crop.to(device, non_blocking=True).float() / 255 for crop in crops]
+    # channels-last: the layout of the fastest convolutions, cuDNN's (tensor cores) and oneDNN's (CPUs)
+    return [view(crop).contiguous(memory_format=torch.channels_last) for view, crop in zip(views, crops)]
 
 
 # %%
 # Model
 # -----
-# The encoder f is a torchvision ResNet without its classifier. On small images (64 px or less) its
-# stem is replaced: the ImageNet stem (7x7 stride-2 convolution and max-pool) would shrink a 32x32
-# image to 1x1 before the last stage. The projector g and the predictor q are
-# Linear -> BatchNorm -> ReLU -> Linear; only the online network has a predictor, and the target
-# network, a copy of encoder and projector, receives no gradients.
-
-
-def resnet_encoder(name: str, small_images: bool) -> tuple[nn.Module, int]:
-    resnet = getattr(torchvision.models, name)(weights=None)
-    if small_images:
-        resnet.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        resnet.maxpool = nn.Identity()
-    feature_dim = resnet.fc.in_features
-    resnet.fc = nn.Identity()
-    return resnet, feature_dim
+# The encoder f is a torchvision ResNet without its classifier; on small images its ImageNet stem
+# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 1 before the last stage) becomes
+# one 3x3 convolution. The projector g and the predictor q are Linear -> BatchNorm -> ReLU -> Linear;
+# only the online network has a predictor, and the target network receives no gradients.
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -238,7 +155,11 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 class BYOL(nn.Module):
     def __init__(self, backbone: str, small_images: bool, hidden_dim: int, proj_dim: int) -> None:
         super().__init__()
-        self.encoder, feature_dim = resnet_encoder(backbone, small_images)  # online f
+        self.encoder = getattr(torchvision.models, backbone)()  # online f
+        if small_images:  # 64 px or less
+            self.encoder.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.encoder.maxpool = nn.Identity()
+        feature_dim, self.encoder.fc = self.encoder.fc.in_features, nn.Identity()
         self.projector = mlp(feature_dim, hidden_dim, proj_dim)  # online g
         self.predictor = mlp(proj_dim, hidden_dim, proj_dim)  # q, online only
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
@@ -259,21 +180,16 @@ class BYOL(nn.Module):
 # %%
 # Loss and target update
 # ----------------------
-# The loss is the mean squared error of the L2-normalised prediction and target projection,
-# ``2 - 2 cos(p, z)``, with a stop-gradient on the target; it is symmetrised by swapping the views and
-# the two terms are *summed* (a mean would halve the gradient). After every optimiser step the target
-# moves towards the online network, ``target = tau * target + (1 - tau) * online``, tau rising from
-# ``--tau-base`` to 1 on a cosine schedule. Only weights are averaged, not BatchNorm statistics.
+# The loss compares the L2-normalised prediction with the target's projection of the other view,
+# ``2 - 2 cos(p, z)``, with no gradient into the target; the two directions are *summed*. After each
+# optimiser step the target moves towards the online network by ``1 - tau``, tau rising from
+# ``--tau-base`` to 1 on a cosine. Only weights are averaged, not BatchNorm statistics.
 
 
 def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = F.normalize(prediction.float(), dim=-1)
     z = F.normalize(target.detach().float(), dim=-1)
     return (2 - 2 * (p * z).sum(dim=-1)).mean()
-
-
-def tau_at(step: int, total_steps: int, tau_base: float) -> float:
-    return 1 - (1 - tau_base) * (math.cos(math.pi * step / total_steps) + 1) / 2
 
 
 @torch.no_grad()
@@ -284,6 +200,10 @@ def update_target(model: BYOL, tau: float) -> None:
         target_weight.lerp_(online_weight, 1 - tau)  # tau * target + (1 - tau) * online
 
 
+def tau_at(step: int, total_steps: int, tau_base: float) -> float:
+    return 1 - (1 - tau_base) * (math.cos(math.pi * step / total_steps) + 1) / 2
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """The learning rate's share of its peak: a linear warm-up, then a cosine decay to 0."""
     if step < warmup_steps:
@@ -292,11 +212,11 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 
 
 class LARS(torch.optim.Optimizer):
-    """SGD with momentum whose update of each weight is scaled by its trust ratio, 1e-3 |w| / |g + wd w|
-    (You et al. 2017, as in BYOL); groups with lars=False (biases, norms) take plain SGD steps."""
+    """SGD with momentum whose update of each weight, g + wd w, is scaled by min(trust / lr, 1), the trust
+    ratio being 0.02 |w| / |g + wd w| (solo-learn's LARS); groups with lars=False take plain SGD steps."""
 
     def __init__(self, params, lr: float, momentum: float = 0.9) -> None:
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": 0.0, "lars": False})
+        super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -305,9 +225,9 @@ class LARS(torch.optim.Optimizer):
         for group in self.param_groups:
             for weight in (w for w in group["params"] if w.grad is not None):
                 update = weight.grad.add(weight, alpha=group["weight_decay"])
-                if group["lars"]:
-                    trust = 1e-3 * weight.norm() / update.norm()
-                    update *= torch.where(torch.isfinite(trust) & (trust > 0), trust, 1.0)
+                if group["lars"]:  # a zero weight or update: a plain step
+                    ratio = 0.02 * weight.norm() / update.norm() / group["lr"]
+                    update *= torch.where(ratio.isfinite() & (ratio > 0), ratio.clamp(max=1), 1.0)
                 velocity = self.state[weight].setdefault("momentum_buffer", torch.zeros_like(weight))
                 weight.sub_(velocity.mul_(group["momentum"]).add_(update), alpha=group["lr"])
         return loss
@@ -316,67 +236,47 @@ class LARS(torch.optim.Optimizer):
 def make_optimizer(model: BYOL, args: argparse.Namespace, peak_lr: float) -> torch.optim.Optimizer:
     """Weight decay and LARS's adaptation apply to weights, not to biases and norms (1-D)."""
     online = [p for p in model.parameters() if p.requires_grad]  # encoder, projector, predictor
-    groups = [
-        {"params": [p for p in online if p.ndim > 1], "weight_decay": args.weight_decay, "lars": True},
-        {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0, "lars": False},
-    ]
+    weights = {"params": [p for p in online if p.ndim > 1], "weight_decay": args.weight_decay, "lars": True}
+    others = {"params": [p for p in online if p.ndim <= 1], "weight_decay": 0.0, "lars": False}
     optimizer = LARS if args.optimizer == "lars" else torch.optim.SGD
-    return optimizer(groups, lr=peak_lr, momentum=0.9)
+    return optimizer([weights, others], lr=peak_lr, momentum=0.9)
 
 
 # %%
 # Data
 # ----
 # CIFAR-10 (which torchvision downloads) and the synthetic images are held in memory as uint8
-# tensors. The files of a folder are listed by torchvision's ImageFolder and decoded by DataLoader
-# workers; an unreadable file is skipped and named.
+# tensors. A folder's files are listed by torchvision's ImageFolder, and decoded and cropped by
+# DataLoader workers; an unreadable file is named and replaced by the next readable one.
 
 
-class DataError(Exception):
-    """Bad input: the message is shown to the user as it is."""
-
-
-@dataclass
-class Data:
-    train: Dataset  # in memory: (image, label); a folder: ((crop, crop), label)
-    bank: Dataset  # the training images as the kNN monitor sees them
-    val: Dataset | None  # None: no kNN monitor
-    mean_std: tuple
+class RunError(Exception):
+    """A problem the user can fix (bad input, a busy or full output directory): shown as one line."""
 
 
 class ImageFiles(torchvision.datasets.ImageFolder):
-    """ImageFolder, which also takes a flat folder (one class, named '': unlabelled) and gives the name
-    of a file it cannot read instead of failing."""
+    """ImageFolder that also takes a flat folder (one class, named '': unlabelled), and that names an
+    unreadable file and gives the next readable one instead."""
+
+    def __init__(self, root: str, transform: T.Transform) -> None:
+        try:
+            super().__init__(root, transform)
+        except FileNotFoundError as error:  # no such folder, or one without images
+            raise RunError(f"no images in {root}: {error}") from None
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         if any(entry.is_dir() for entry in os.scandir(directory)):
             return super().find_classes(directory)
         return [""], {"": 0}
 
-    def __getitem__(self, index: int) -> tuple | str:
-        try:
-            return super().__getitem__(index)
-        except Exception as error:  # Pillow raises many types for broken files
-            return f"{self.samples[index][0]} ({error})"
-
-
-def image_folder(root: str, transform: T.Transform) -> ImageFiles:
-    if not Path(root).is_dir():
-        raise DataError(f"image folder not found: {root}")
-    try:
-        return ImageFiles(root, transform)
-    except FileNotFoundError as error:  # a folder, or a class subfolder, without images
-        raise DataError(f"no readable image in {root}: {error}") from None
-
-
-def twice(transform: T.Transform, image) -> tuple:
-    return transform(image), transform(image)  # two independent random crops
-
-
-def collate_readable(samples: list) -> tuple:
-    """A batch of the readable samples (None if none is), and the names of the unreadable ones."""
-    readable = [sample for sample in samples if not isinstance(sample, str)]
-    return (default_collate(readable) if readable else None), [s for s in samples if isinstance(s, str)]
+    def __getitem__(self, index: int) -> tuple:
+        for _ in self.samples:
+            try:
+                return super().__getitem__(index)
+            except Exception as error:  # Pillow raises many types for broken files
+                print(f"warning: skipped unreadable image {self.samples[index][0]} ({error})", flush=True)
+                index = (index + 1) % len(self.samples)
+        raise RunError(f"no readable image in {self.root}: every file failed to decode")
 
 
 def synthetic_images(n: int, seed: int, size: int = 32) -> TensorDataset:
@@ -398,24 +298,29 @@ def synthetic_images(n: int, seed: int, size: int = 32) -> TensorDataset:
     rings, rays = torch.sin(2 * radius * f + phase), torch.sin(6 * angle + phase)
     textures = [*stripes, stripes[0] * stripes[1], dots, rings, grid, rays, waves, blobs]
     textures = torch.stack([texture.expand(n, size, size) for texture in textures])
-    lit = (textures[labels, torch.arange(n)] > 0).float().unsqueeze(1)
+    lit = (textures[labels, torch.arange(n)] > 0).unsqueeze(1)
     mosaic = F.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=(size, size), mode="nearest")
     images = mosaic * (0.35 + 0.65 * lit) + 0.04 * torch.randn(n, 3, size, size, generator=g)
-    return TensorDataset((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
+    dataset = TensorDataset((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
+    dataset.classes = [str(label) for label in range(10)]
+    return dataset
 
 
 def cifar10(data_dir: str, train: bool) -> TensorDataset:
     try:
         cifar = torchvision.datasets.CIFAR10(data_dir, train, download=True)
-    except Exception as error:
-        raise DataError(f"no CIFAR-10 ({error}); offline, pass it as folders: --data DIR --val DIR") from None
-    return TensorDataset(torch.from_numpy(cifar.data).permute(0, 3, 1, 2), torch.tensor(cifar.targets))
+    except Exception as error:  # offline
+        raise RunError(f"no CIFAR-10 ({error}); give it as folders instead: --data DIR --val DIR") from None
+    dataset = TensorDataset(torch.tensor(cifar.data).permute(0, 3, 1, 2), torch.tensor(cifar.targets))
+    dataset.classes = cifar.classes
+    return dataset
 
 
-def load_data(args: argparse.Namespace) -> Data:
-    crop = T.Compose([T.RandomResizedCrop(args.input_size), T.RandomHorizontalFlip(), T.PILToTensor()])
+def load_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, Dataset | None, tuple]:
+    """The training images, the kNN monitor's memory bank and queries (None: no monitor), mean and std."""
+    crop = T.Compose([T.RandomResizedCrop(args.input_size), T.PILToTensor()])  # in the workers
     resize = T.Compose([T.Resize(args.input_size), T.CenterCrop(args.input_size), T.PILToTensor()])
-    mean_std, val, classes = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), None, None  # ImageNet's
+    mean_std, val = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), None  # ImageNet's
     if args.data == "cifar10":
         train, val = cifar10(args.data_dir, train=True), cifar10(args.data_dir, train=False)
         bank, mean_std = train, ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
@@ -423,277 +328,306 @@ def load_data(args: argparse.Namespace) -> Data:
         train = bank = synthetic_images(args.synthetic_images, args.seed)
         val = synthetic_images(max(1, args.synthetic_images // 4), args.seed + 1)
     else:
-        train = image_folder(args.data, functools.partial(twice, crop))  # picklable, for the workers
-        bank, classes = image_folder(args.data, resize), train.classes
+        train, bank = ImageFiles(args.data, functools.partial(twice, crop)), ImageFiles(args.data, resize)
+        bank[0]  # names the unreadable files before the first readable one, and fails if there is none
     if args.val is not None:
-        val = image_folder(args.val, resize)
-        if classes == [""] or val.classes != (classes or val.classes):  # in memory: not checked
-            raise DataError(f"--val {args.val} needs the class subfolders of --data {args.data}")
+        val = ImageFiles(args.val, resize)
+        if val.classes != bank.classes or val.classes == [""]:
+            raise RunError(f"--val {args.val} needs the class subfolders of --data {args.data}")
     if args.batch_size > len(train):
-        raise DataError(f"--batch-size {args.batch_size} is larger than the {len(train)} training images")
-    return Data(train, bank, val if args.eval_every else None, mean_std)
+        raise RunError(f"--batch-size {args.batch_size} is larger than the {len(train)} training images")
+    return train, bank, val if args.eval_every else None, mean_std
 
 
-def loader(images, args: argparse.Namespace, batch_size: int, **options) -> DataLoader:
-    """Batches of what is readable (None if nothing is), with the names of unreadable files; the files
-    of a folder are decoded by worker processes, and copied to the GPU from page-locked memory."""
+def twice(transform: T.Transform, image) -> tuple:
+    return transform(image), transform(image)  # two independent random crops
+
+
+def loader(images: Dataset, args: argparse.Namespace, batch_size: int, **options) -> DataLoader:
+    """Batches of images; a folder's are decoded by worker processes (images in memory need none)."""
     workers = args.num_workers if isinstance(images, ImageFiles) else 0
-    options |= {"pin_memory": torch.cuda.is_available(), "collate_fn": collate_readable}
-    return DataLoader(images, batch_size, num_workers=workers, **options)
-
-
-def two_views(batch: tuple, memory, args, generator: torch.Generator, mean_std, jitter) -> list | None:
-    """Both views of a batch, augmented on the device and normalised; None when fewer than two
-    images could be read (BatchNorm needs two)."""
-    readable, device = batch[0], mean_std[0].device
-    if memory is not None:  # indices of images in memory: crop them here
-        images = memory[readable.to(device, non_blocking=True)].float() / 255
-        crops = [crop_on_device(images, args.input_size, generator) for _ in range(2)]
-    elif readable is None or len(readable[1]) < 2:
-        return None
-    else:
-        crops = [crop.to(device, non_blocking=True).float() / 255 for crop in readable[0]]
-    views = [augment(crop, view, generator, args.blur, jitter) for crop, view in zip(crops, (VIEW_1, VIEW_2))]
-    # channels-last: the layout of the fastest convolutions, cuDNN's (tensor cores) and oneDNN's (CPUs)
-    return [TF.normalize(view, *mean_std).contiguous(memory_format=torch.channels_last) for view in views]
+    options |= {"num_workers": workers, "pin_memory": torch.cuda.is_available()}  # pinned: faster copies
+    return DataLoader(images, batch_size, **options)
 
 
 # %%
 # Evaluation
 # ----------
 # A kNN classifier on frozen features tells whether the representation improves, without training
-# anything: the online encoder's L2-normalised features of each validation image are compared with
-# those of the training images, and the k most similar vote with weight exp(similarity / 0.1).
+# anything: each validation image takes the class that its k most similar training images vote for,
+# weighted by exp(cosine similarity / 0.1), on the online encoder's features.
 
 
 def knn_predict(query, bank, bank_labels, num_classes: int, k: int, t: float = 0.1) -> torch.Tensor:
-    """Weighted kNN: the class of each L2-normalised query feature, from its k nearest bank features."""
-    similarity, neighbours = (query @ bank.T).topk(min(k, len(bank)), dim=1)
-    votes = torch.zeros(len(query), num_classes, device=query.device)
-    return votes.scatter_add_(1, bank_labels[neighbours], (similarity / t).exp()).argmax(dim=1)
+    """Weighted kNN: the class of each L2-normalised query feature, from its k nearest bank features.
+    Queries go in chunks, so that a matrix of similarities holds about 2**26 numbers (256 MB) at most."""
+    predictions = []
+    for chunk in query.split(max(1, 2**26 // len(bank))):
+        similarity, neighbours = (chunk @ bank.T).topk(min(k, len(bank)), dim=1)
+        votes = torch.zeros(len(chunk), num_classes, device=chunk.device)
+        predictions.append(votes.scatter_add_(1, bank_labels[neighbours], (similarity / t).exp()).argmax(1))
+    return torch.cat(predictions)
 
 
-def features(encoder: nn.Module, images: torch.Tensor, args: argparse.Namespace, mean_std) -> torch.Tensor:
-    """The L2-normalised features of uint8 images, resized and centre-cropped to the input size."""
-    x = TF.center_crop(TF.resize(images, args.input_size), args.input_size)
-    return F.normalize(encoder(TF.normalize(x / 255, *mean_std)).float(), dim=1)
+@torch.no_grad()
+def knn_accuracy(encoder: nn.Module, bank: Dataset, val: Dataset, args, mean_std, device) -> float:
+    """The kNN monitor's top-1 accuracy; the images resized and centre-cropped to the input size."""
+    encoder.eval()
+    features, labels = [[], []], [[], []]  # of the memory bank, then of the queries
+    for index, images in enumerate((bank, val)):
+        for batch, batch_labels in loader(images, args, 512):
+            x = T.CenterCrop(args.input_size)(T.Resize(args.input_size)(batch.to(device)))
+            with torch.autocast(device.type, torch.bfloat16, enabled=args.precision == "bf16"):
+                features[index].append(F.normalize(encoder(T.Normalize(*mean_std)(x / 255)).float(), dim=1))
+            labels[index].append(batch_labels.to(device))
+    encoder.train()
+    bank_features, query, bank_labels, query_labels = (torch.cat(part) for part in (*features, *labels))
+    predicted = knn_predict(query, bank_features, bank_labels, len(bank.classes), args.knn_k)
+    return (predicted == query_labels).float().mean().item()
 
 
 # %%
 # Training
 # --------
-# ``BYOLModule``, a LightningModule, holds the networks, the data and the step: it crops and augments
-# both views on the device once Lightning has moved the batch there, returns the loss, and moves the
-# target after the optimiser's step. The Trainer runs the rest: the loop, the bf16 autocast, the
-# learning-rate schedule (a LambdaLR stepped every step), the logs and progress bar, the checkpoint
-# after each epoch, and SIGTERM (it stops after the current step; a callback then saves). The kNN
-# monitor is a validation loop, every ``--eval-every`` epochs.
+# ``BYOLModule``, a LightningModule, holds the networks and the step: it augments both views on the
+# device once Lightning has moved the batch there, returns the loss, and moves the target after each
+# optimiser step. The Trainer runs the rest: the loop, bf16, the learning-rate schedule, the logs and
+# progress bar, and a checkpoint after every epoch, written atomically. Each epoch seeds its own random
+# draws, so that a run resumed from an epoch's end goes on exactly as if never stopped. Ctrl-C or
+# SIGTERM stop the run between two steps with a checkpoint; resumed from it, Lightning restarts the
+# epoch's loader, so its remaining steps see the start of its order again.
 
-CHECKPOINT, METRICS, BACKBONE = "checkpoint-last.pt", "metrics.jsonl", "backbone.pt"
-# The settings that do not change what is learned, and so may change on --resume.
-FREE_ON_RESUME = set("val eval_every knn_k num_workers output_dir resume overwrite accelerator".split())
+CHECKPOINT, METRICS, BACKBONE, LOCK = "checkpoint-last.pt", "metrics.jsonl", "backbone.pt", ".lock"
+# The settings that change what is learned: a run resumes only with the same ones.
+RECIPE = "data synthetic_images input_size backbone hidden_dim proj_dim optimizer epochs batch_size lr"
+RECIPE = [*RECIPE.split(), "weight_decay", "warmup_epochs", "tau_base", "seed", "train_images"]
 
 
-def prepare_output_dir(args: argparse.Namespace) -> Path:
+def seed_epoch(seed: int, epoch: int, generators: tuple, rank: int = 0) -> None:
+    """Seeds torch (kornia draws from it) and the loader's generators (the order, the workers' seeds) from
+    the seed, the epoch and the process: a run resumed at an epoch's start needs no saved random state."""
+    torch.manual_seed(seed + (epoch + 1) * 2**32 + rank * 2**48)
+    for generator in generators:
+        generator.manual_seed(torch.initial_seed())
+
+
+def prepare_output_dir(args: argparse.Namespace):
+    """Refuses a run in --output-dir that this one may neither continue nor replace; then makes the
+    directory and locks it while this process runs (a second run refuses it), and checks it can write."""
     output_dir = Path(args.output_dir)
     found = [output_dir / name for name in (CHECKPOINT, METRICS, BACKBONE) if (output_dir / name).exists()]
-    if found and not (args.resume and (output_dir / CHECKPOINT).exists()):
-        if not args.overwrite:
-            run = f"a run without {CHECKPOINT}" if args.resume else "a run"
-            raise DataError(f"{output_dir} holds {run}: pass --resume, --overwrite or another --output-dir")
-        for path in found:
-            path.unlink(missing_ok=True)  # other processes may have deleted it
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return output_dir
+    replace = found and not (args.resume and (output_dir / CHECKPOINT).exists())
+    if replace and not args.overwrite:
+        run = f"a run without {CHECKPOINT}" if args.resume else "a run"
+        raise RunError(f"{output_dir} holds {run}: pass --resume, --overwrite or another --output-dir")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(output_dir / LOCK, "a")  # noqa: SIM115 (the lock lasts as long as the file is open)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for path in found if replace else []:  # --overwrite, once no other run uses the directory
+            path.unlink()
+        lock.truncate(0)
+        lock.write(f"process {os.getpid()}\n")
+        lock.flush()  # a full disk fails here, not after an epoch of training
+    except BlockingIOError:
+        owner = (output_dir / LOCK).read_text().strip() or "another run"
+        raise RunError(f"{output_dir} is in use by {owner}: wait, or pass another --output-dir") from None
+    except OSError as error:
+        raise RunError(f"cannot write to --output-dir {output_dir}: {error.strerror}") from None
+    return lock
+
+
+def load_checkpoint(path: Path, settings: dict, key: str, **options) -> dict:
+    """The checkpoint, if it is whole, holds only tensors and numbers (no code), and has this recipe;
+    the metrics of later epochs, which a crash may have left, are forgotten."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, **options)
+    except Exception:
+        raise RunError(f"refusing to load {path}: damaged, or not a checkpoint of this script") from None
+    if key not in checkpoint:
+        raise RunError(f"cannot resume: {path} is not a checkpoint of this script")
+    for name in (name for name in RECIPE if checkpoint[key].get(name) != settings[name]):
+        raise RunError(f"cannot resume: the checkpoint was made with {name} {checkpoint[key].get(name)}")
+    step, metrics = checkpoint.get("step", checkpoint.get("global_step")), path.parent / METRICS
+    rows = metrics.read_text().splitlines() if metrics.exists() else []  # the last may be cut short
+    rows = [row for row in rows if row.endswith("}") and json.loads(row)["step"] <= step]
+    metrics.write_text("".join(f"{row}\n" for row in rows))
+    return checkpoint
+
+
+def save_atomically(state: dict, path: Path, weights: dict) -> None:
+    """torch.save to a temporary file beside `path`, then a rename: a crash leaves the last one whole;
+    and weights that are not all numbers (a divergence) do not replace good ones."""
+    if not all(tensor.isfinite().all() for tensor in weights.values() if tensor.is_floating_point()):
+        sys.exit(f"error: the weights diverged: {path} keeps the last good ones; try a lower --lr")
+    try:
+        torch.save(state, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    except (OSError, RuntimeError) as error:  # torch's writer raises RuntimeError, naming no cause
+        path.with_suffix(".tmp").unlink(missing_ok=True)
+        reason = error.strerror if isinstance(error, OSError) else "torch's writer failed; is the disk full?"
+        raise RunError(f"cannot write {path}: {reason}") from None
 
 
 class BYOLModule(pl.LightningModule):
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, data: tuple) -> None:
         super().__init__()
-        self.save_hyperparameters(vars(args))  # saved in checkpoints: --resume compares them
-        self.args, self.knn_top1, self.reported, self.tau = args, None, set(), args.tau_base
+        self.args, (self.images, self.bank, self.val, self.mean_std) = args, data
+        self.save_hyperparameters({**vars(args), "train_images": len(self.images)})  # saved in checkpoints
         self.model = BYOL(args.backbone, args.input_size <= 64, args.hidden_dim, args.proj_dim)
-        self.jitter = compiled(color_jitter) if args.compile else color_jitter
-
-    def prepare_data(self) -> None:  # in one process per machine, before the others read the data
-        if self.args.data == "cifar10":
-            torchvision.datasets.CIFAR10(self.args.data_dir, download=True)
-
-    def setup(self, stage: str) -> None:
-        self.data = load_data(self.args)
-        prepare_output_dir(self.args)  # after the data: a mistyped --data must not cost the old run
-        self.hparams["train_images"] = len(self.data.train)
-        in_memory = isinstance(self.data.train, TensorDataset)
-        self.memory = self.data.train.tensors[0] if in_memory else None  # cropped on the device
         self.model.to(memory_format=torch.channels_last)  # as the fastest convolutions like it
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint["hyper_parameters"]
-        for name in self.hparams.keys() - FREE_ON_RESUME:
-            if saved.get(name) != self.hparams[name]:
-                message = f"the checkpoint was made with {name} {saved.get(name)}, not {self.hparams[name]}"
-                raise DataError(f"cannot resume: {message}")
+        in_memory = isinstance(self.images, TensorDataset)  # cropped on the device
+        self.memory = self.images.tensors[0] if in_memory else None
+        self.views = [augmentation(args.input_size, v, self.mean_std, in_memory) for v in (VIEW_1, VIEW_2)]
+        self.generators = torch.Generator(), torch.Generator()  # the order, the workers' seeds
 
     def configure_optimizers(self) -> dict:
         peak_lr = self.args.lr * self.args.batch_size * self.trainer.world_size / 256  # the global batch
         optimizer = make_optimizer(self.model, self.args, peak_lr)
         total_steps = self.trainer.estimated_stepping_batches
-        warmup_epochs = min(self.args.warmup_epochs, self.args.epochs / 10)
-        warmup_steps = round(warmup_epochs * total_steps / self.args.epochs)
+        warmup_steps = round(self.args.warmup_epochs * total_steps / self.args.epochs)
         schedule = LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.args.seed + self.global_rank)  # the workers' crops
-        images = self.data.train if self.memory is None else range(len(self.data.train))
-        shuffled = {"shuffle": True, "drop_last": True, "generator": generator}
-        return loader(images, self.args, self.args.batch_size, **shuffled)
+        self.on_train_epoch_start()  # Lightning draws the first epoch's workers' seeds here, before the hook
+        indices = range(len(self.images))  # in memory: batches of indices
+        options = {"sampler": RandomSampler(indices, generator=self.generators[0]), "drop_last": True}
+        images = indices if self.memory is not None else self.images
+        return loader(images, self.args, self.args.batch_size, generator=self.generators[1], **options)
 
-    def val_dataloader(self) -> list[DataLoader]:
-        if self.data.val is None:
-            return []
-        return [loader(self.data.bank, self.args, 512), loader(self.data.val, self.args, 512)]
-
-    def on_fit_start(self) -> None:  # now on the device
-        self.generator = torch.Generator(self.device).manual_seed(self.args.seed + self.global_rank)
-        self.mean_std = [torch.tensor(values, device=self.device) for values in self.data.mean_std]
+    def on_fit_start(self) -> None:  # on the device; the views are no submodules, not in the checkpoint
         self.memory = self.memory.to(self.device) if self.memory is not None else None
-        self.start = time.perf_counter()
-        self.on_train_epoch_start()  # a resume in mid-epoch skips that hook
-
-    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
-        if not self.trainer.training:
-            return batch
-        return two_views(batch, self.memory, self.args, self.generator, self.mean_std, self.jitter), batch[1]
+        self.views = [view.to(self.device) for view in self.views]  # kornia draws on the device of its module
+        self.seen, self.start = 0, time.perf_counter()
+        self.epoch_start = self.start  # a resume in mid-epoch skips on_train_epoch_start
 
     def on_train_epoch_start(self) -> None:
-        self.images, self.skipped, self.epoch_start = 0, 0, time.perf_counter()
+        seed_epoch(self.args.seed, self.current_epoch, self.generators, self.global_rank)
+        self.seen, self.epoch_start = 0, time.perf_counter()
 
-    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
-        views, unreadable = batch
-        for name in set(unreadable) - self.reported:
-            print(f"warning: skipped unreadable image {name}", flush=True)
-        self.reported |= set(unreadable)
-        self.skipped += len(unreadable)
-        if views is None:  # fewer than two readable images (under DDP, the other processes would wait)
-            return None
+    def on_after_batch_transfer(self, batch, dataloader_idx: int) -> list[torch.Tensor]:
+        return two_views(batch, self.views, self.memory, self.device)
+
+    def training_step(self, views: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, projections = self.model(*views)
         if batch_idx % 20 == 0 and not torch.isfinite(loss):  # reading the GPU waits for it: not every step
             sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
-        projection_std = F.normalize(projections.float(), dim=1).std(dim=0).mean()  # 0: collapse
-        self.images += len(views[0]) * self.trainer.world_size
-        self.lr = self.lr_schedulers().get_last_lr()[0]
-        speed = self.images / (time.perf_counter() - self.epoch_start)
-        self.log("loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(views[0]))
-        self.log("projection_std", projection_std, on_step=False, on_epoch=True, sync_dist=True)
-        if batch_idx % 20 == 0:
-            self.log_dict({"lr": self.lr, "tau": self.tau, "img_s": speed}, prog_bar=True)
+        self.seen += len(views[0]) * self.trainer.world_size
+        projection_std = F.normalize(projections.float(), dim=1).std(dim=0).mean()  # 0: a collapse
+        self.log("loss", loss, prog_bar=True)  # this process's, for the progress bar
+        metrics = {"loss_epoch": loss, "projection_std": projection_std}
+        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True)  # averaged at the epoch's end
         return loss
 
-    def on_train_batch_end(self, outputs, batch: tuple, batch_idx: int) -> None:
-        if outputs is not None:  # after the optimiser's step, the target moves
-            total_steps = self.trainer.estimated_stepping_batches
-            self.tau = tau_at(self.global_step - 1, total_steps, self.args.tau_base)
-            update_target(self.model, self.tau)
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, closure) -> None:
+        self.lr = optimizer.param_groups[0]["lr"]
+        super().optimizer_step(epoch, batch_idx, optimizer, closure)  # training_step, backward, the step
+        self.tau = tau_at(self.global_step, self.trainer.estimated_stepping_batches, self.args.tau_base)
+        update_target(self.model, self.tau)  # after every optimiser step, the target moves
 
-    def validation_step(self, batch: tuple, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if batch[0] is not None:  # the training images (the kNN memory bank), then the validation images
-            images, labels = batch[0]
-            outputs = features(self.model.encoder, images, self.args, self.mean_std)
-            self.features[dataloader_idx].append(outputs)
-            self.labels[dataloader_idx].append(labels)
-
-    def on_validation_epoch_start(self) -> None:
-        self.features, self.labels = [[], []], [[], []]
-
-    def on_validation_epoch_end(self) -> None:
-        bank, query = (self.all_gather(torch.cat(f)).reshape(-1, f[0].shape[1]) for f in self.features)
-        bank_labels, labels = (self.all_gather(torch.cat(labels)).reshape(-1) for labels in self.labels)
-        predicted = knn_predict(query, bank, bank_labels, int(bank_labels.max()) + 1, self.args.knn_k)
-        self.knn_top1 = (predicted == labels).float().mean().item()
-        self.log("knn_top1", self.knn_top1, sync_dist=True)
-
-    def on_train_epoch_end(self) -> None:  # before the checkpoint of the epoch is saved
-        metrics = self.trainer.callback_metrics
-        if "loss_epoch" not in metrics:
-            raise DataError(f"no readable image in --data {self.args.data}: every file failed to decode")
+    def on_train_epoch_end(self) -> None:  # before the epoch's checkpoint
+        epoch, metrics = self.current_epoch + 1, self.trainer.callback_metrics
+        seconds = time.perf_counter() - self.epoch_start
         loss, projection_std = metrics["loss_epoch"].item(), metrics["projection_std"].item()
         if not math.isfinite(loss):
             sys.exit(f"error: the loss diverged by step {self.global_step}: try a --lr below {self.args.lr}")
-        epoch_time = time.perf_counter() - self.epoch_start
-        row = {"epoch": self.current_epoch + 1, "step": self.global_step, "loss": loss, "lr": self.lr}
-        count = torch.tensor(self.skipped, device=self.device)
-        row |= {"tau": self.tau, "skipped_images": int(self.trainer.strategy.reduce(count, reduce_op="sum"))}
-        row |= {"projection_std": projection_std}
-        row |= {"images_per_s": self.images / epoch_time, "epoch_time_s": epoch_time}
-        if self.knn_top1 is not None:
-            row["knn_top1"], self.knn_top1 = self.knn_top1, None
+        row = dict(epoch=epoch, step=self.global_step, loss=loss, lr=self.lr, tau=self.tau)
+        row |= dict(projection_std=projection_std, images_per_s=self.seen / seconds, epoch_time_s=seconds)
+        if self.val is not None and epoch % self.args.eval_every == 0:  # in every process: they stay in step
+            knn = knn_accuracy(self.model.encoder, self.bank, self.val, self.args, self.mean_std, self.device)
+            row["knn_top1"] = knn
+            self.log("knn_top1", knn, rank_zero_only=True)
         row["elapsed_s"] = time.perf_counter() - self.start
         self.print("  ".join(f"{key} {value:.4g}" for key, value in row.items()))
         if projection_std < 0.25 / math.sqrt(self.args.proj_dim):  # healthy: about 1 / sqrt(proj_dim)
             self.print(f"warning: the projections' std fell to {projection_std:.4f}: collapsing? Lower --lr")
         if self.trainer.is_global_zero:
-            with open(Path(self.args.output_dir) / METRICS, "a") as file:
-                file.write(json.dumps(row) + "\n")
+            with open(Path(self.args.output_dir) / METRICS, "a") as metrics_file:
+                metrics_file.write(json.dumps(row) + "\n")
         self.row = row
 
 
-class SaveOnStop(pl.Callback):
-    """After SIGTERM (Lightning stops after the step) or Ctrl-C, saves a checkpoint to resume from."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through save_atomically (Lightning's own copies across file systems)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        save_atomically(checkpoint, Path(path), checkpoint.get("state_dict", checkpoint))  # or weights alone
+
+
+class StopBetweenSteps(pl.Callback):
+    """Ctrl-C or SIGTERM stop the run after the current step, target update included, and save a
+    checkpoint (Lightning's own handling of Ctrl-C stops anywhere, also between step and update)."""
+
+    def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
+        self.signal, self.handlers = 0, {}  # the signal that asked to stop, and the handlers to put back
+        if threading.current_thread() is threading.main_thread():  # only the main thread receives signals
+            for sig in (signal.SIGINT, signal.SIGTERM):  # replacing Lightning's handler of SIGTERM
+                self.handlers[sig] = signal.signal(sig, lambda signum, frame: setattr(self, "signal", signum))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if self.signal and batch_idx + 1 < trainer.num_training_batches:  # the last: after the epoch's end
+            raise SIGTERMException(self.signal)
+
+    def on_train_end(self, trainer: pl.Trainer, module: BYOLModule) -> None:
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
 
     def on_exception(self, trainer: pl.Trainer, module: BYOLModule, exception: BaseException) -> None:
-        finite = all(torch.isfinite(weight).all() for weight in module.parameters())  # not after a NaN
-        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and finite:
-            trainer.save_checkpoint(Path(module.args.output_dir) / CHECKPOINT, weights_only=False)
+        self.on_train_end(trainer, module)
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(Path(module.args.output_dir) / CHECKPOINT)
 
 
 def train(args: argparse.Namespace) -> dict:
     """Train BYOL as the settings say; returns the last epoch's metrics."""
-    pl.seed_everything(args.seed, verbose=False)
-    output_dir, module = Path(args.output_dir), BYOLModule(args)
-    checkpoint = ModelCheckpoint(output_dir, CHECKPOINT.removesuffix(".pt"), enable_version_counter=False)
-    checkpoint.FILE_EXTENSION = ".pt"  # after each epoch, replacing the last one
-    trainer = pl.Trainer(
-        accelerator=args.accelerator,
-        # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
-        callbacks=[checkpoint, SaveOnStop(), TQDMProgressBar(refresh_rate=20)],
-        devices=1,
-        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
-        benchmark=True,  # cuDNN picks its fastest convolutions for the fixed image size
-        max_epochs=args.epochs,
-        check_val_every_n_epoch=max(1, args.eval_every),
-        num_sanity_val_steps=0,
-        logger=CSVLogger(output_dir),
-    )
-    resume = output_dir / CHECKPOINT if args.resume and (output_dir / CHECKPOINT).exists() else None
-    trainer.fit(module, ckpt_path=resume, weights_only=True)
-    if trainer.is_global_zero:
-        backbone = {name: tensor.cpu() for name, tensor in module.model.encoder.state_dict().items()}
-        torch.save(backbone, output_dir / BACKBONE)
-        print(f"saved the online encoder to {output_dir / BACKBONE}")
-    return getattr(module, "row", {})  # in a notebook, DDP trains in forked processes, which keep theirs
+    data, output_dir = load_data(args), Path(args.output_dir)  # checked before --overwrite deletes
+    with prepare_output_dir(args):  # locked for as long as this run trains
+        resume = output_dir / CHECKPOINT if args.resume and (output_dir / CHECKPOINT).exists() else None
+        settings = {**vars(args), "train_images": len(data[0])}
+        if resume:  # refused now, before Lightning starts (mmap: it reads only what the check needs)
+            load_checkpoint(resume, settings, "hyper_parameters", mmap=True)
+        pl.seed_everything(args.seed, verbose=False)  # the initial weights
+        module = BYOLModule(args, data)
+        every_epoch = {"save_on_train_epoch_end": True, "enable_version_counter": False}  # not kNN's only
+        checkpoint = ModelCheckpoint(output_dir, CHECKPOINT.removesuffix(".pt"), **every_epoch)
+        checkpoint.FILE_EXTENSION = ".pt"  # each epoch's replaces the last one
+        trainer = pl.Trainer(
+            accelerator=args.accelerator,
+            # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
+            callbacks=[checkpoint, StopBetweenSteps(), TQDMProgressBar(refresh_rate=20)],
+            plugins=[AtomicCheckpointIO()],
+            devices=1,
+            precision="bf16-mixed" if args.precision == "bf16" else "32-true",
+            benchmark=True,  # cuDNN picks its fastest convolutions for the fixed image size
+            max_epochs=args.epochs,
+            num_sanity_val_steps=0,
+            logger=CSVLogger(output_dir),
+        )
+        trainer.fit(module, ckpt_path=resume, weights_only=True)
+        if trainer.is_global_zero:
+            backbone = {name: tensor.cpu() for name, tensor in module.model.encoder.state_dict().items()}
+            save_atomically(backbone, output_dir / BACKBONE, backbone)
+            print(f"saved the online encoder to {output_dir / BACKBONE}")
+        return getattr(module, "row", {})  # in a notebook, DDP trains in forked processes, which keep theirs
 
 
 def main(argv: list[str] | None = None) -> dict:
     try:
         return train(parse_args(argv))
-    except DataError as error:
+    except RunError as error:
         print(f"byol.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except pickle.UnpicklingError as error:  # weights_only=True met a checkpoint that holds objects or code
-        print(
-            f"byol.py: error: refusing to load the checkpoint: {str(error).splitlines()[0]}", file=sys.stderr
-        )
-        sys.exit(2)
     except SIGTERMException as stopped:
-        print("stopped by a signal: checkpoint saved, continue with --resume", file=sys.stderr)
-        sys.exit(128 + (stopped.code or 15))  # the signal's number; SIGTERM's, 15, from Lightning
+        name = signal.Signals(stopped.code).name
+        print(f"stopped by {name}: checkpoint saved; continue with --resume", file=sys.stderr)
+        sys.exit(128 + stopped.code)
 
 
 # %%
 # Run
 # ---
-# In a notebook, give ``main`` the flags, e.g. ``main(["--data", "synthetic", "--epochs", "3"])``: a
-# bare ``main()`` there would read the kernel's own command line.
+# In a notebook, a bare ``main()`` trains with the defaults (CIFAR-10); give it flags to change them,
+# e.g. ``main(["--data", "synthetic", "--epochs", "3"])``.
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """The site in headless Chromium, served over http: no console error, each tab shows its script and hides
-the others, the download links resolve, every image loads. Screenshots of each tab go to
-docs/_build/screenshots/ (beside the site, not published).
+the others, no code line of the BYOL page wraps, the download links resolve, every image loads.
+Screenshots of each tab go to docs/_build/screenshots/ (beside the site, not published).
 
 Without Chromium (Debian's /usr/bin/chromium) or Playwright the test is skipped, unless
 REQUIRE_BROWSER=1 (as in CI), where it fails."""
@@ -91,7 +91,8 @@ def test_pages_load_without_errors(browser_page):
         )
         assert not broken_images, f"{name}: {broken_images}"
         assert not problems, f"{name}: {problems}"
-        # long lines wrap: no listing makes the reader scroll sideways, on any tab
+        # no listing makes the reader scroll sideways, on any tab: the BYOL page's column holds the
+        # scripts' lines (see the test below), the other pages wrap long lines
         page.evaluate(
             "document.querySelectorAll('[role=tabpanel]').forEach((p) => p.removeAttribute('hidden'))"
         )
@@ -109,6 +110,46 @@ def test_pages_load_without_errors(browser_page):
         )
         unset = [h for h in hrefs if not h or "None" in h or "//blob" in h or "colab" in h]
         assert not unset, f"{name}: {unset}"
+
+
+# Each listing's lines as shown: how many lines of text it holds, how many lines high it is drawn (a
+# wrapped line makes it higher), and how far its code reaches past its right edge.
+LISTINGS_AS_SHOWN = """() => Array.from(document.querySelectorAll("div.highlight pre")).map((pre) => {
+    const style = getComputedStyle(pre);
+    const height = pre.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+    return {
+        start: pre.textContent.slice(0, 60),
+        lines: pre.textContent.replace(/\\n$/, "").split("\\n").length,
+        drawn: height / parseFloat(style.lineHeight),
+        overflow: pre.scrollWidth - pre.clientWidth,
+        pastTheWindow: pre.getBoundingClientRect().right - document.documentElement.clientWidth,
+        whiteSpace: style.whiteSpace,
+        numberedLines: Array.from(pre.querySelectorAll("span.line")).filter(
+            (line) => line.getBoundingClientRect().height > 1.5 * parseFloat(style.lineHeight)
+        ).map((line) => line.textContent.slice(0, 60)),
+    };
+})"""
+
+
+def test_no_code_line_of_the_byol_page_wraps(browser_page):
+    """At 1400x900, every line of every listing of the BYOL page (the scripts are formatted at 110
+    columns, shown with line numbers) is drawn on one line, with nothing hidden past the right edge."""
+    page, base_url, _, problems = browser_page
+    page.goto(base_url + "byol.html", wait_until="networkidle")
+    page.evaluate("document.querySelectorAll('[role=tabpanel]').forEach((p) => p.removeAttribute('hidden'))")
+    listings = page.evaluate(LISTINGS_AS_SHOWN)
+    scripts = [variant for variant in VARIANTS if script_path(variant).exists()]
+    longest = max(len(line) for v in scripts for line in script_path(v).read_text().splitlines())
+    assert len(listings) >= 2 * len(scripts) and longest > 100  # the whole scripts, their long lines
+    for listing in listings:
+        assert listing["whiteSpace"] == "pre", listing  # no wrapping at all, rather than room to spare
+        assert listing["overflow"] <= 1, listing  # and nothing to scroll to
+        assert listing["pastTheWindow"] <= 0, listing  # nor cut off by the window's edge
+        assert round(listing["drawn"]) == listing["lines"], listing  # one drawn line per line
+        assert not listing["numberedLines"], listing
+    # and the page itself is no wider than the window (Furo hides what would stick out)
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert not problems, problems
 
 
 def test_each_tab_shows_its_script_and_hides_the_others(browser_page):
