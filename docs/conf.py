@@ -63,6 +63,9 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"(?:^|[/\\])(?!byol\.py$)[^/\\]+\.py$",
     "first_notebook_cell": (
         "# Install the examples' dependencies (Colab already has torch and torchvision).\n"
+        "# Run unedited, the last cell's bare main() trains with the defaults: 100 epochs of CIFAR-10,\n"
+        "# which it first downloads to ./data (a GPU runtime helps). To change them, give main() the flags,\n"
+        '# e.g. main(["--data", "synthetic", "--epochs", "3"]) for a quick try.\n'
         "%pip install --quiet torch torchvision kornia tqdm pytorch-lightning"
     ),
     "download_all_examples": False,

@@ -1,10 +1,15 @@
 """Local Sphinx extension of the BYOL examples' site.
 
 - ``.. byol-variant:: NAME`` writes a tab of the BYOL page for examples/NAME/byol.py, in the order a reader
-  needs it: the command that runs the script; its BYOL core (the loss, the training step, the target
-  update), included from the script itself; the directive's own content (prose); the downloads and the
-  script's gallery page; for a script that is another one plus a few changes, the diff against it; and
-  the whole script with line numbers. A script that does not exist yet gets a note instead.
+  needs it: the command that runs the script; the first paragraph of the directive's content (the tab's
+  intro); the Colab badge (when the site has a repository address), the downloads and the script's
+  gallery page, all on the tab's first screen; the rest of the content; the script's BYOL core (the
+  loss, the training step, the target update), included from the script itself; for a script that is
+  another one plus a few changes, the diff against it; and the whole script with line numbers. A script
+  that does not exist yet gets a note instead.
+- On the scripts' gallery pages, a ``::`` block of a docstring or comment (the commands that run the
+  script) is highlighted as bash: sphinx-gallery would lex it as Python, before Sphinx gives it the
+  site's highlight language.
 - ``:script:`NAME:OBJECT``` links to the lines of examples/NAME/byol.py that define OBJECT (a function,
   class or method: ``BYOL.forward``), and ``:script:`NAME:OBJECT:TEXT``` to the line of OBJECT that holds
   TEXT. The lines are found in the code at build time, so the links follow the code when it changes.
@@ -74,13 +79,11 @@ class VariantDirective(SphinxDirective):
             )
         self.env.note_dependency(str(script))
         include = f".. literalinclude:: /../examples/{variant}/byol.py"
-        lines = [".. code-block:: bash", "", f"   {settings['command']}", ""]
-        for name in settings["core"]:  # the BYOL core, with the script's own line numbers
-            start, end = object_lines(script, name)
-            lines += [include, "   :language: python", f"   :pyobject: {name}", "   :lineno-match:"]
-            lines += [f"   :caption: {name}, lines {start}-{end}", "   :class: byol-core", ""]
-        top = self.parse_text_to_nodes("\n".join(lines))
+        command = self.parse_text_to_nodes(f".. code-block:: bash\n\n   {settings['command']}\n")
         prose = self.parse_content_to_nodes()
+        intro, rest = (
+            (prose[:1], prose[1:]) if prose and isinstance(prose[0], nodes.paragraph) else ([], prose)
+        )
         lines = []
         if config.byol_repository_url:  # no badge to an address that is not set
             colab = f"{COLAB}{config.byol_repository_url.removeprefix('https://github.com/')}"
@@ -97,6 +100,12 @@ class VariantDirective(SphinxDirective):
             "",
         ]
         downloads = self.parse_text_to_nodes("\n".join(lines))
+        lines = []
+        for name in settings["core"]:  # the BYOL core, with the script's own line numbers
+            start, end = object_lines(script, name)
+            lines += [include, "   :language: python", f"   :pyobject: {name}", "   :lineno-match:"]
+            lines += [f"   :caption: {name}, lines {start}-{end}", "   :class: byol-core", ""]
+        core = self.parse_text_to_nodes("\n".join(lines))
         diff = []
         if "diff" in settings:  # made here, not by literalinclude's :diff:, which names the files' full paths
             base = f"examples/{settings['diff']}/byol.py"
@@ -108,7 +117,8 @@ class VariantDirective(SphinxDirective):
             diff = [container_wrapper(self, block, f"what it adds to {base} (a unified diff)")]
         lines = [include, "   :language: python", "   :linenos:", f"   :caption: examples/{variant}/byol.py"]
         lines += [f"   :class: byol-script byol-script-{variant}", ""]
-        return [*top, *prose, *downloads, *diff, *self.parse_text_to_nodes("\n".join(lines))]
+        whole = self.parse_text_to_nodes("\n".join(lines))
+        return [*command, *intro, *downloads, *rest, *core, *diff, *whole]
 
 
 class ScriptRole(SphinxRole):
@@ -151,6 +161,17 @@ def anchor_lines(app: Sphinx, pagename: str, templatename: str, context: dict, d
     context["body"] = html
 
 
+def gallery_commands_as_bash(app: Sphinx, doctree: nodes.document) -> None:
+    """On a script's gallery page, give the ``::`` blocks, which have no language, bash: sphinx-gallery's
+    code links (a post-transform that runs before Sphinx applies highlight_language) would take a block
+    without one for Python. Those blocks are the docstring's commands; the code blocks name Python."""
+    if not app.env.docname.startswith("gallery/"):
+        return
+    for block in doctree.findall(nodes.literal_block):
+        if "language" not in block and block.rawsource == block.astext():  # not a parsed-literal
+            block["language"] = "bash"
+
+
 def copy_notebooks(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
@@ -167,6 +188,7 @@ def setup(app: Sphinx) -> dict:
     app.add_config_value("byol_repository_url", "", "env", types=[str])
     app.add_directive("byol-variant", VariantDirective)
     app.add_role("script", ScriptRole())
+    app.connect("doctree-read", gallery_commands_as_bash)
     app.connect("html-page-context", anchor_lines)
     app.connect("build-finished", copy_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -3,6 +3,7 @@
 import re
 import subprocess
 
+from bs4 import BeautifulSoup
 from docs_support import DOCS, VARIANTS, present_variants, sphinx_build
 
 REPOSITORY = "https://github.com/someone/byol-examples"
@@ -28,6 +29,14 @@ def test_fresh_build_succeeds_with_warnings_as_errors(tmp_path):
         notebook = f"someone/byol-examples/blob/gh-pages/notebooks/{variant}/byol.ipynb"
         badge = f"https://colab.research.google.com/github/{notebook}"
         assert f'href="{badge}"' in (tmp_path / "html" / "byol.html").read_text(), variant
+    # in each tab, the badge comes with the downloads, before the BYOL core
+    page = BeautifulSoup((tmp_path / "html" / "byol.html").read_text(), "html.parser")
+    for variant in present_variants():
+        panel = page.find(id=page.find("button", string=VARIANTS[variant])["aria-controls"])
+        elements = panel.find_all(True)
+        badge, download = panel.select_one("img.colab-badge"), panel.select_one("a.download")
+        core = panel.select_one("div.byol-core")
+        assert elements.index(badge) < elements.index(download) < elements.index(core), variant
     # and each page's footer links to the repository
     assert f'href="{REPOSITORY}"' in (tmp_path / "html" / "index.html").read_text()
 

@@ -109,52 +109,67 @@ def write_results(directory, accuracy=True, metrics=True):
 def test_tables_and_plots_from_results(make_results, tmp_path):
     results = write_results(tmp_path / "results")
     written = make_results.generate(results, tmp_path / "out")
-    assert sorted(p.name for p in written) == ["quick-check.inc", "results.inc", CURVES]
+    assert sorted(p.name for p in written) == ["commands.inc", "quick-check.inc", "results.inc", CURVES]
     rst = (tmp_path / "out" / "results.inc").read_text()
+    commands = (tmp_path / "out" / "commands.inc").read_text()
     assert "Not measured yet" not in rst
-    # in short: each figure with where it comes from; these files record no script version
+    # in short: each figure in words, with where it comes from; these files record no script version
     headline = rst[rst.index("In short") : rst.index("Throughput\n---")]
-    assert "Nothing is measured with today's scripts yet." in headline
-    assert "pytorch-cifar10, NVIDIA H200: kNN top-1 72.4\u00a0%" in headline
-    assert "equal work at 2.99x the reference's images/s" in headline
-    # throughput: machine, device, the images/s, against the reference and against its own ceiling
+    assert "All measured with earlier versions" not in headline  # none of them says so
+    assert (
+        "- **CIFAR-10, 50,000 images at 32 px**, NVIDIA H200, 4 epochs, batch 512: kNN top-1 72.4\u00a0%; "
+        "15,013 images/s, 5.2 minutes of training (date not recorded)." in headline
+    )
+    assert "with the reference's model, 2.99x the images/s of lightly's example" in headline
+    # throughput: machine, device, the images/s, against the reference and against its own step alone
     throughput = rst[rst.index("Throughput\n---") : rst.index("Accuracy\n---")]
     rows = [line.strip() for line in throughput.splitlines() if line.startswith(("   * - ", "     - "))]
+    header = ["- images/s", "- x lightly's example", "- of its step alone", "- peak GPU memory (MB)"]
     assert rows == [
-        *["* - loop", "- images/s", "- x reference", "- of its ceiling", "- peak GPU memory (MB)"],
-        *["* - reference: lightly 1.6.0's example", "- 3,049", "- 1.00x", "- n/a", "- 2,100"],
+        *["* - loop", *header],
+        *["* - lightly 1.6.0's example", "- 3,049", "- 1.00x", "- n/a", "- 2,100"],
         *["* - ours, equal work", "- 9,120", "- 2.99x", "- 62 %", "- 3,300"],
         *["* - ours, defaults", "- 14,876", "- 4.88x", "- 93 %", "- 5,200"],
-        *["* - ceiling, equal work", "- 14,710", "- 4.82x", "- n/a", "- n/a"],
-        *["* - ceiling, defaults", "- 16,015", "- 5.25x", "- n/a", "- n/a"],
+        *["* - ours, equal work, step alone", "- 14,710", "- 4.82x", "- n/a", "- n/a"],
+        *["* - ours, defaults, step alone", "- 16,015", "- 5.25x", "- n/a", "- n/a"],
+        # the other configurations of the same run, in the same table
+        *["* - ours, defaults (batch 512)", "- 18,123", "- 5.94x", "- n/a", "- n/a"],
     ]
-    machine = "**h100** (measured date not recorded, script version not recorded): NVIDIA H100 80GB HBM3"
-    settings = "torch 2.14.1, batch 256, our augmentations: kornia, on the device, 15 DataLoader workers."
-    assert f"{machine}, {settings}" in rst
+    machine = "**NVIDIA H100 80GB HBM3**, batch 256, torch 2.14.1, our augmentations: kornia, on the device"
+    assert (
+        f"{machine}, 15 DataLoader workers (measured date not recorded, script version not recorded)." in rst
+    )
     # the augmentation alone, where the benchmark measured it
     augmentation = "both views of a batch of 256 images made on the device, as ``two_views`` makes them"
     assert f"The augmentation alone ({augmentation}): 2.5 ms per batch, 104,065 images/s." in rst
-    # the machine's own CIFAR-10 folder is a placeholder for the reader's
-    command = "python benchmarks/throughput.py --data CIFAR10_DIR/train --batch-size 256 --workers 15"
-    assert f"   {command} --steps 100" in rst
-    assert "- ``default_batch_512``: 18,123" in rst  # the other configurations of the same run
-    # accuracy: device, kNN top-1 as a percentage, linear not measured, images/s, minutes, command
+    # accuracy: the run in words, kNN top-1 as a percentage, linear not measured, images/s, minutes
     accuracy = rst[rst.index("Accuracy\n---") :]
     rows = [line.strip() for line in accuracy.splitlines() if line.startswith(("   * - ", "     - "))]
-    assert rows[9:] == [
-        *["* - pytorch-cifar10", "- date not recorded, script version not recorded", "- NVIDIA H200"],
-        *["- 4, 512", "- 50,000 / 10,000"],
-        *["- 72.4\u00a0%", "- n/a", "- 15,013", "- 5.2 / 5.8"],
+    assert rows[6:] == [
+        "* - NVIDIA H200: 50,000 images (10,000 to test) at 32 px, 4 epochs, batch 512",
+        *[
+            "- 72.4\u00a0%",
+            "- n/a",
+            "- 15,013",
+            "- 5.2 / 5.8",
+            "- date not recorded (script version not recorded)",
+        ],
     ]
-    assert "``pytorch-cifar10`` (torch 2.14.1):" in rst
-    command = "python examples/pytorch/byol.py --data CIFAR10_DIR/train --val CIFAR10_DIR/test --epochs 4"
-    assert f"   {command}\n" in rst and "../shared" not in rst
-    # the settings it resolved, defaults included, from the recipe that accuracy.py records
-    recipe = "32 px, heads 4096 to 256, lr 0.2 per 256 images, crops on the device"
-    assert f"Its settings, defaults included: {recipe}." in rst
     assert f".. image:: /results/{CURVES}" in rst
     png = (tmp_path / "out" / CURVES).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    # the commands, at the page's end: the machine's own CIFAR-10 folder is a placeholder for the reader's
+    command = "python benchmarks/throughput.py --data CIFAR10_DIR/train --batch-size 256 --workers 15"
+    assert f"   {command} --steps 100" in commands and "On NVIDIA H100 80GB HBM3 (torch 2.14.1):" in commands
+    assert (
+        "NVIDIA H200: 50,000 images (10,000 to test) at 32 px, 4 epochs, batch 512 (torch 2.14.1):"
+        in commands
+    )
+    command = "python examples/pytorch/byol.py --data CIFAR10_DIR/train --val CIFAR10_DIR/test --epochs 4"
+    assert f"   {command}\n" in commands and "../shared" not in commands + rst
+    # the settings it resolved, defaults included, from the recipe that accuracy.py records
+    recipe = "32 px, heads 4096 to 256, lr 0.2 per 256 images, crops on the device"
+    assert f"Its settings, defaults included: {recipe}." in commands
 
 
 def test_throughput_of_earlier_benchmarks_without_the_augmentation_figures(make_results, tmp_path):
@@ -166,7 +181,7 @@ def test_throughput_of_earlier_benchmarks_without_the_augmentation_figures(make_
     (results / "throughput-h100.json").write_text(json.dumps(old))
     make_results.generate(results, tmp_path / "out")
     rst = (tmp_path / "out" / "results.inc").read_text()
-    assert "Throughput on h100" in rst and "The augmentation alone" not in rst
+    assert "Throughput on NVIDIA H100 80GB HBM3" in rst and "The augmentation alone" not in rst
 
 
 def test_recipes_without_a_blur_key(make_results, tmp_path):
@@ -199,7 +214,7 @@ def test_without_results_the_page_says_not_measured(make_results, tmp_path):
     make_results.generate(write_results(tmp_path / "before"), out)
     assert (out / CURVES).exists()
     written = make_results.generate(tmp_path / "no-such-folder", out)
-    assert [p.name for p in written] == ["results.inc", "quick-check.inc"]
+    assert [p.name for p in written] == ["results.inc", "commands.inc", "quick-check.inc"]
     assert not list(out.glob("*.png"))
     rst = (out / "results.inc").read_text()
     assert rst.count("Not measured yet") == 2 and ".. image::" not in rst and "In short" not in rst
@@ -210,9 +225,10 @@ def test_without_results_the_page_says_not_measured(make_results, tmp_path):
 
 def test_accuracy_without_metrics_has_no_plot(make_results, tmp_path):
     written = make_results.generate(write_results(tmp_path / "results", metrics=False), tmp_path / "out")
-    assert [p.name for p in written] == ["results.inc", "quick-check.inc"]
+    assert [p.name for p in written] == ["results.inc", "commands.inc", "quick-check.inc"]
     rst = (tmp_path / "out" / "results.inc").read_text()
-    assert "72.4\u00a0%" in rst and "No metrics.jsonl for: pytorch-cifar10" in rst
+    run = "NVIDIA H200: 50,000 images (10,000 to test) at 32 px, 4 epochs, batch 512"
+    assert "72.4\u00a0%" in rst and f"No training curves for {run}: no metrics.jsonl was kept." in rst
 
 
 def test_tuning_runs_show_what_each_changed(make_results, tmp_path):
@@ -225,24 +241,16 @@ def test_tuning_runs_show_what_each_changed(make_results, tmp_path):
     # the test sample's noise: 2 standard errors of a difference, at 10,000 images and 31 % on average
     assert "on 10,000 test images: a difference between two runs under 1.3 points" in tuning
     rows = [line.strip() for line in tuning.splitlines() if line.startswith(("   * - ", "     - "))]
-    header = ["* - run", "- measured", "- settings changed", "- device", "- kNN top-1", "- linear top-1"]
-    assert rows[:8] == [*header, "- last loss", "- minutes"]
-    assert rows[8:12] == [
-        "* - a-lr0.2",
-        "- date not recorded, script version not recorded",
-        "- --lr 0.2",
-        "- NVIDIA H200",
+    header = ["* - settings changed", "- kNN top-1", "- linear top-1", "- last loss", "- minutes"]
+    assert rows[:6] == [*header, "- measured"]
+    assert rows[6:12] == [
+        "* - ``--lr 0.2``",  # inline code: the browser does not break it at its hyphens
+        *["- 30.0\u00a0%", "- n/a", "- 1.000", "- 5.2 / 5.8"],  # 1.000: the loss of the last epoch
+        "- date not recorded (script version not recorded)",
     ]
-    assert rows[12:14] == ["- 30.0\u00a0%", "- n/a"]
-    assert rows[14] == "- 1.000"  # the loss of the last epoch
-    assert rows[16:19] == ["* - b-lr0.1", "- date not recorded, script version not recorded", "- --lr 0.1"]
-    assert rows[24:27] == [
-        "* - c-tau",
-        "- date not recorded, script version not recorded",
-        "- --lr 0.1 --tau-base 0.98",
-    ]
+    assert rows[12] == "* - ``--lr 0.1``" and rows[18] == "* - ``--lr 0.1 --tau-base 0.98``"
     # the tuning runs stay out of the main table and the curves
-    assert "a-lr0.2" not in rst[: rst.index("Tuning runs")]
+    assert "--lr 0.1" not in rst[: rst.index("Tuning runs")]
 
 
 def test_without_tuning_runs_no_tuning_table(make_results, tmp_path):
@@ -251,13 +259,15 @@ def test_without_tuning_runs_no_tuning_table(make_results, tmp_path):
 
 
 def test_generated_rst_builds_without_warnings(make_results, tmp_path):
-    """The include, with tables, commands and plot, is valid RST for Sphinx under -W."""
+    """The includes, with every kind of results file, tables, commands and plots, are valid RST for
+    Sphinx under -W, as the page includes them."""
     source = tmp_path / "site"
-    results = write_results(tmp_path / "results")
-    write_tuning(results, {"lr0.2": "--lr 0.2", "lr0.1": "--lr 0.1"})
-    make_results.generate(results, source / "results")
+    results = write_reader_results(tmp_path / "results", tmp_path / "root")
+    make_results.generate(results, source / "results", tmp_path / "root")
     (source / "conf.py").write_text("")
-    (source / "index.rst").write_text("Results\n=======\n\n.. include:: results/results.inc\n")
+    page = "Results\n=======\n\n.. include:: results/results.inc\n\n"
+    page += "Reproducing the figures\n-----------------------\n\n.. include:: results/commands.inc\n"
+    (source / "index.rst").write_text(page)
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(source), str(tmp_path / "html")],
         capture_output=True,
@@ -265,7 +275,9 @@ def test_generated_rst_builds_without_warnings(make_results, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "html" / "index.html").read_text()
-    assert "72.4\u00a0%" in BeautifulSoup(html, "html.parser").get_text() and CURVES in html
+    document = BeautifulSoup(html, "html.parser")
+    assert "72.4\u00a0%" in document.get_text() and CURVES in html
+    assert "--optimizer lars" in [code.get_text() for code in document.select("td code")]  # kept whole
 
 
 @pytest.mark.parametrize(
@@ -305,16 +317,17 @@ def test_figures_say_which_version_of_the_script_they_measured(make_results, tmp
     (results / "accuracy-earlier.json").write_text(json.dumps(earlier))
     make_results.generate(results, tmp_path / "out", root)
     rst = (tmp_path / "out" / "results.inc").read_text()
-    headline = rst[rst.index("In short") : rst.index("Throughput\n---")]
+    headline = rst[rst.index("In short") : rst.index("Accuracy\n---")]
     current, older = headline.split("Measured with earlier versions")
-    assert "- today, NVIDIA H200" in current and "(measured 2026-12-02, commit abc1234)." in current
-    assert "- earlier, NVIDIA H200" in older
-    assert "(measured 2026-12-02, commit 0ld0ld0, an earlier examples/pytorch/byol.py)" in older
+    assert "Measured with today's scripts:" in current and "(2026-12-02, commit abc1234)." in current
+    assert "(2026-12-02, commit 0ld0ld0)." in older and "0ld0ld0" not in current
     # and an earlier script's command runs from its commit's checkout
-    assert "(with the scripts of commit 0ld0ld0, whose flags may differ from today's):" in rst
-    assert "commit abc1234, whose flags" not in rst
+    commands = (tmp_path / "out" / "commands.inc").read_text()
+    assert "(torch 2.14.1, the scripts of commit 0ld0ld0):" in commands
+    assert "the scripts of commit abc1234" not in commands
     # the table says the same, row by row
     assert "     - 2026-12-02, commit abc1234\n" in rst
+    assert "     - 2026-12-02, commit 0ld0ld0 (earlier script)\n" in rst
 
 
 def test_quick_check_figures_reach_the_landing_page(make_results, tmp_path):
@@ -334,6 +347,9 @@ def test_quick_check_figures_reach_the_landing_page(make_results, tmp_path):
     assert "went from 0.20 (untrained) to 0.34" in text
     rst = (tmp_path / "out" / "results.inc").read_text()
     assert "kNN top-1 20.3\u00a0% untrained, 33.6\u00a0% after 2 epochs in 101 seconds" in rst
+    # where and when, and that the time varies
+    assert "(measured 2026-12-02, script version not recorded, see :doc:`results`)" in text
+    assert "The time varies with the machine" in text
 
 
 def test_one_plot_per_view_size_and_training_set(make_results, tmp_path):
@@ -347,3 +363,326 @@ def test_one_plot_per_view_size_and_training_set(make_results, tmp_path):
     assert plots == ["training-curves-16px-10000.png", CURVES]
     rst = (tmp_path / "out" / "results.inc").read_text()
     assert "Training curves: 16 px views, 10,000 training images" in rst
+
+
+# What a reader meets: the figures first, in words, each said once, in tables that fit the column.
+
+AGAINST = {  # as benchmarks/against_commit.py writes it
+    "commit": "3217b80",
+    "settings": ["--data", "/tmp/cifar10/train", "--batch-size", "128", "--workers", "2"],
+    "device": "cpu (2 cores, x86_64)",
+    "rounds": {
+        "3217b80": {"reference": [90.0, 88.0], "default": [17.0, 17.5], "augmentation_only": [400.0, 410.0]},
+        "this checkout": {"reference": [86.0, 87.0], "default": [18.0, 18.5]},
+    },
+    "medians": {
+        "3217b80": {"reference": 89.0, "default": 17.25, "augmentation_only": 405.0},
+        "this checkout": {"reference": 86.5, "default": 18.25},
+    },
+    "ratios": {"reference": 0.972, "default": 1.058},
+}
+AUGMENTATION = {  # as benchmarks/augmentation_speed.py writes it
+    "date": "2026-12-06",
+    "machine": "NVIDIA H100 80GB HBM3",
+    "torch_version": "2.14.1",
+    "script": "examples/pytorch/byol.py",
+    "commit": "101f4bb",
+    "script_sha256": None,
+    "compared_with": "3217b80",
+    "device": "NVIDIA H100 80GB HBM3",
+    "threads": 16,
+    "batch_size": 256,
+    "size": 32,
+    "rounds_ms": {"3217b80": [4.1, 4.0, 3.9], "this checkout": [2.1, 2.0, 2.2]},
+    "median_ms": {"3217b80": 4.0, "this checkout": 2.1},
+}
+# Throughput configurations and a run name as the benchmarks name them: none may label the page
+RAW_CANDIDATES = {
+    "equal_work_ceiling_fp32": 233.3,
+    "default_compiled_jitter": 7207.0,
+    "equal_work_worker_crops": 236.8,
+}
+RAW_NAME = "cpu-16px-10k-20ep-worker-crops"
+
+
+def write_reader_results(directory, root):
+    """Results shaped as the benchmarks write them, with every kind of file: throughput with other
+    configurations, two comparable runs that differ in one setting, the untrained network among the tuning
+    runs, tuning runs of today's script, and comparisons against an earlier commit."""
+    results = write_results(directory)
+    throughput = {**THROUGHPUT, "candidates_images_per_s": RAW_CANDIDATES}
+    (results / "throughput-h100.json").write_text(json.dumps(throughput))
+    small = {
+        **ACCURACY,
+        "device": "cpu",
+        "machine": "cpu (2 cores, x86_64)",
+        "precision": "bf16",
+        "command": "python examples/pytorch/byol.py --data ../shared/data/cifar10/train --input-size 16",
+        "epochs": 20,
+        "batch_size": 128,
+        "train_images": 10000,
+        "test_images": 2000,
+        "knn_top1": 0.331,
+        "linear_top1": 0.415,
+        "recipe": {"input_size": 16, "lr": 0.2, "crops_on_device": False},
+    }
+    lines = "\n".join(json.dumps(row) for row in metrics_rows(4, 1.0)) + "\n"
+    for name, crops in [(RAW_NAME, False), ("cpu-16px-10k-20ep", True)]:
+        run = {**small, "recipe": {**small["recipe"], "crops_on_device": crops}}
+        (results / f"accuracy-{name}.json").write_text(json.dumps(run))
+        (results / f"accuracy-{name}.metrics.jsonl").write_text(lines)
+    write_tuning(results, {"cpu-tune-lr0.2": "--lr 0.2", "cpu-tune-untrained": "--lr 1e-9 --epochs 1"})
+    # the tuning runs of this session's script (as cpu-tune-kornia and cpu-tune-lars are)
+    script = root / "examples" / "pytorch" / "byol.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("print('today')\n")
+    provenance = {"date": "2026-12-06", "commit": "101f4bb", "script": "examples/pytorch/byol.py"}
+    provenance["script_sha256"] = hashlib.sha256(script.read_bytes()).hexdigest()
+    for name, flags in {"cpu-tune-kornia": "", "cpu-tune-lars": " --optimizer lars"}.items():
+        command = "python examples/pytorch/byol.py --data runs/subsets/train-10k --val runs/subsets/val-2k"
+        run = {**small, **provenance, "command": command + " --input-size 16 --epochs 8" + flags}
+        run |= {"epochs": 8, "precision": "fp32", "test_images": 5000, "knn_top1": 0.32, "name": name}
+        (results / "tuning" / f"accuracy-{name}.json").write_text(json.dumps(run))
+    for path in (results / "tuning").glob("accuracy-*.json"):  # all on the same 10,000 images at 16 px
+        run = json.loads(path.read_text())
+        run |= {"train_images": 10000, "test_images": 5000, "recipe": {**run["recipe"], "input_size": 16}}
+        run |= {"device": "cpu", "machine": "cpu (2 cores, x86_64)"}
+        if "untrained" in path.name:
+            run |= {"knn_top1": 0.279, "recipe": {**run["recipe"], "lr": 1e-9}}
+        path.write_text(json.dumps(run))
+    (results / "logs").mkdir()
+    (results / "logs" / "against-3217b80-cpu.json").write_text(json.dumps(AGAINST))
+    (results / "logs" / "augmentation-against-3217b80-nvidia.json").write_text(json.dumps(AUGMENTATION))
+    return results
+
+
+@pytest.fixture(scope="module")
+def reader_page(make_results, tmp_path_factory):
+    """(results.inc, commands.inc, the results folder) made from write_reader_results, once."""
+    tmp_path = tmp_path_factory.mktemp("reader")
+    root = tmp_path / "root"
+    results = write_reader_results(tmp_path / "results", root)
+    make_results.generate(results, tmp_path / "out", root)
+    return (
+        (tmp_path / "out" / "results.inc").read_text(),
+        (tmp_path / "out" / "commands.inc").read_text(),
+        results,
+    )
+
+
+def prose(rst: str, literals: bool = False) -> str:
+    """The text a reader reads as labels: without code blocks, images and comments, and without inline
+    literals unless asked for."""
+    kept, in_block = [], False
+    for line in rst.splitlines():
+        if line.startswith((".. code-block::", ".. image::", ".. ")):
+            in_block = line.startswith((".. code-block::", ".. image::"))
+            continue
+        if in_block and (line.startswith("   ") or not line):
+            continue
+        in_block = False
+        kept.append(line)
+    return "\n".join(kept) if literals else re.sub(r"``[^`]*``", "", "\n".join(kept))
+
+
+def test_labels_are_words_not_keys_or_file_names(make_results, reader_page):
+    """Loops, configurations and runs are labelled in words: no JSON key such as equal_work_ceiling_fp32,
+    no run or file name such as cpu-16px-10k-20ep-worker-crops, on the page or in its plots' legends."""
+    rst, commands, _ = reader_page
+    for text in (prose(rst), prose(commands)):
+        assert not re.findall(r"\b[a-z]+(?:_[a-z0-9]+)+\b", text)  # snake_case keys
+        for name in [RAW_NAME, "cpu-16px-10k-20ep", "cpu-tune-", "pytorch-cifar10", "h100", "this checkout"]:
+            assert name not in text, name
+    for text in (prose(rst, literals=True), prose(commands, literals=True)):  # not even as inline code
+        for key in [*RAW_CANDIDATES, "augmentation_only", "equal_work", "_images_per_s"]:
+            assert key not in text, key
+    table = [line.strip() for line in rst.splitlines() if line.startswith("   * - ")]
+    for label in [
+        "ours, equal work, step alone (fp32)",
+        "ours, defaults (colour jitter compiled)",
+        "ours, equal work (crops in DataLoader workers)",
+    ]:
+        assert f"* - {label}" in table, label
+    # two runs that differ in one setting are told apart by it, in the table and in the plot's legend
+    runs = "cpu (2 cores, x86_64), bf16: 10,000 images (2,000 to test) at 16 px, 20 epochs, batch 128, crops "
+    assert f"* - {runs}in DataLoader workers" in table and f"* - {runs}on the device" in table
+    small = [json.loads(p.read_text()) for p in sorted(reader_page[2].glob("accuracy-cpu-*.json"))]
+    assert sorted(make_results.run_labels(small, with_data=False)) == [
+        "cpu (2 cores, x86_64), bf16: 20 epochs, batch 128, crops in DataLoader workers",
+        "cpu (2 cores, x86_64), bf16: 20 epochs, batch 128, crops on the device",
+    ]
+    heads = [{**ACCURACY, "recipe": {"hidden_dim": 4096, "proj_dim": size}} for size in (256, 128)]
+    assert [label.rsplit(", ", 1)[1] for label in make_results.run_labels(heads)] == [
+        "heads 4096 to 256",
+        "heads 4096 to 128",
+    ]
+    assert make_results.loop_label("default_batch_512") == "ours, defaults (batch 512)"
+    assert make_results.loop_label("augmentation_only") == "augmentation alone"
+
+
+def test_the_page_opens_with_what_the_scripts_reach_and_how_fast(reader_page):
+    """The first screen: a sentence, then 'In short', whose lines give accuracy and images/s; how the page
+    is made comes last and short, after the published figures and the commands."""
+    page = (DOCS / "results.rst").read_text()
+    before = page[: page.index(".. include:: results/results.inc")]
+    assert len(before.strip().splitlines()) <= 6 and "make_results" not in before
+    assert "code-block" not in before and "CIFAR10_DIR" not in before
+    sections = re.findall(r"^(\S.*)\n-+\n", page, flags=re.MULTILINE)
+    assert sections == ["Published figures", "Reproducing the figures", "How this page is made"]
+    last = page[page.index("How this page is made") :]
+    assert "docs/make_results.py" in last and len(last.splitlines()) <= 10
+    assert page.index("make_results") > page.index("How this page is made")
+    for rst in (reader_page[0], (DOCS / "results" / "results.inc").read_text()):
+        first = rst.split("\n\n", 1)[1]  # after the comment that says the file is generated
+        assert first.startswith("In short\n--------\n")
+        headline = first[: first.index("\nThroughput\n---")]
+        assert "kNN top-1" in headline and "images/s" in headline
+
+
+def paragraphs_of(rst: str) -> list[str]:
+    """The paragraphs of a page's prose: blocks between blank lines, without tables, code and images."""
+    blocks = [" ".join(block.split()) for block in prose(rst).split("\n\n")]
+    return [b for b in blocks if len(b) > 60 and not b.startswith("* -") and not re.match(r"^- \S", b)]
+
+
+def test_no_paragraph_is_said_twice(make_results, reader_page, tmp_path):
+    """The plots share one caption, said once before them; no paragraph repeats (three plots here)."""
+    results = write_results(tmp_path / "three")
+    for images, size in [(10000, 16), (5000, 16)]:
+        run = {**ACCURACY, "train_images": images, "recipe": {**ACCURACY["recipe"], "input_size": size}}
+        (results / f"accuracy-{images}.json").write_text(json.dumps(run))
+        lines = "\n".join(json.dumps(row) for row in metrics_rows(2, 1.0)) + "\n"
+        (results / f"accuracy-{images}.metrics.jsonl").write_text(lines)
+    written = make_results.generate(results, tmp_path / "three-out")
+    assert len([p for p in written if p.suffix == ".png"]) == 3
+    pages = [
+        (tmp_path / "three-out" / "results.inc").read_text(),
+        reader_page[0],
+        (DOCS / "results" / "results.inc").read_text(),
+        (DOCS / "results.rst").read_text() + (DOCS / "results" / "commands.inc").read_text(),
+    ]
+    for rst in pages:
+        paragraphs = paragraphs_of(rst)
+        repeated = {p for p in paragraphs if paragraphs.count(p) > 1}
+        assert not repeated, repeated
+    caption = pages[0]
+    assert caption.count("metrics.jsonl") == 1 and caption.index("metrics.jsonl") < caption.index(
+        ".. image::"
+    )
+
+
+# The content column of the Results page at 1400x900 is 736 px wide (Furo). In Chromium a table can
+# shrink to the sum of its columns' longest unbreakable words; measured on this page, a unit below
+# (a character of a column's longest word, plus 2 per column for the cells' padding) takes 6.7 to 8.4 px,
+# and the tables that overflowed the column by 50 to 60 px scored 112 and 119. 80 units fit with room.
+TABLE_UNITS = 80
+
+
+def list_tables(rst: str) -> list[tuple[str, list[list[str]]]]:
+    """(title, rows of cells) of each list-table of a page."""
+    tables = []
+    for block in rst.split(".. list-table::")[1:]:
+        title, *lines = block.splitlines()
+        rows: list[list[str]] = []
+        for line in lines:
+            if line.startswith("   * - "):
+                rows.append([line[7:]])
+            elif line.startswith("     - "):
+                rows[-1].append(line[7:])
+            elif line and not line.startswith("   "):
+                break
+        tables.append((title.strip(), rows))
+    return tables
+
+
+def narrowest_width(rows: list[list[str]]) -> int:
+    """The width in units that a table cannot shrink below: per column, its longest word (a non-breaking
+    space joins two words), plus 2 for the padding."""
+    columns = range(len(rows[0]))
+    return sum(
+        2 + max(len(word) for row in rows for word in row[c].replace("\\", "").split(" ")) for c in columns
+    )
+
+
+def test_tables_fit_the_content_column(reader_page):
+    pages = [reader_page[0], reader_page[1], *(p.read_text() for p in (DOCS / "results").glob("*.inc"))]
+    pages.append((DOCS / "results.rst").read_text())
+    tables = [table for page in pages for table in list_tables(page)]
+    assert len(tables) >= 8
+    wide = {title: narrowest_width(rows) for title, rows in tables if narrowest_width(rows) > TABLE_UNITS}
+    assert not wide, wide
+    # what the check measures: the tables that overflowed at 1400 px score above the limit
+    overflowed = [
+        ["cpu-16px-10k-20ep-worker-crops", "2026-11-28, commit 9ec3594, an earlier examples/pytorch/byol.py"]
+    ]
+    overflowed[0] += [
+        "cpu, bf16",
+        "20, 128",
+        "10,000 / 2,000",
+        "33.1\u00a0%",
+        "41.5\u00a0%",
+        "115",
+        "29.0 / 32.2",
+    ]
+    assert narrowest_width(overflowed) > TABLE_UNITS
+
+
+def test_the_untrained_network_stands_beside_the_runs_it_explains(reader_page):
+    """The untrained network's accuracy (a tuning run) leads the rows of the runs of its data, in the
+    accuracy table, in the short list and in the plot, and the tuning table starts with it."""
+    rst = reader_page[0]
+    accuracy = rst[rst.index("Accuracy\n---") : rst.index("Tuning runs")]
+    rows = [line.strip() for line in accuracy.splitlines() if line.startswith("   * - ")]
+    untrained = (
+        "* - untrained network (the baseline): cpu (2 cores, x86_64), 10,000 images (5,000 to test) at 16 px"
+    )
+    assert rows.index(untrained) == rows.index(next(r for r in rows if "at 16 px, 20 epochs" in r)) - 1
+    assert accuracy[accuracy.index(untrained) :].split("\n", 2)[1].strip() == "- 27.9\u00a0%"
+    headline = rst[: rst.index("Throughput\n---")]
+    assert headline.count("(untrained: 27.9\u00a0%)") == 4  # the two 16 px runs, the two tuning runs
+    assert "untrained" not in next(line for line in headline.splitlines() if "50,000 images" in line)
+    assert "the dashed line is the untrained network" in accuracy
+    tuning = rst[rst.index("Tuning runs") :]
+    first = next(
+        line.strip() for line in tuning.splitlines() if line.startswith("   * - ") and "settings" not in line
+    )
+    assert first == "* - untrained network, the baseline: ``--lr 1e-9 --epochs 1``"
+    # and on the page itself, beside the CPU runs of 16 px on 10,000 images
+    page = (DOCS / "results" / "results.inc").read_text()
+    page_accuracy = page[page.index("Accuracy\n---") : page.index("Tuning runs")]
+    assert "untrained network (the baseline)" in page_accuracy and "27.9\u00a0%" in page_accuracy
+
+
+def test_new_kinds_of_results_files_make_the_page(reader_page):
+    """Comparisons against an earlier commit (benchmarks/against_commit.py, augmentation_speed.py) and
+    tuning runs of today's script appear without a change to the generator."""
+    rst, commands, _ = reader_page
+    against = rst[rst.index("Against earlier commits") : rst.index("Accuracy\n---")]
+    rows = [line.strip() for line in against.splitlines() if line.startswith(("   * - ", "     - "))]
+    assert rows[:4] == ["* - loop", "- commit 3217b80", "- newer checkout", "- newer / older"]
+    assert rows[4:8] == ["* - lightly 1.6.0's example", "- 89", "- 86", "- 0.97x"]
+    assert rows[12:16] == ["* - augmentation alone", "- 405", "- n/a", "- n/a"]
+    assert "2 rounds, settings ``--data CIFAR10_DIR/train --batch-size 128 --workers 2``" in against
+    assert (
+        "commit 3217b80, 4.0 ms (64,000 images/s); commit 101f4bb, 2.1 ms (121,905 images/s): 1.90x as fast"
+        in " ".join(against.split())
+    )
+    assert "python benchmarks/against_commit.py 3217b80 --rounds 2 -- --data CIFAR10_DIR/train" in commands
+    assert "python benchmarks/augmentation_speed.py 3217b80 --batch-size 256 --size 32 --rounds 3" in commands
+    # today's tuning runs lead the short list, in words
+    today = rst[rst.index("Measured with today's scripts:") : rst.index("Measured with a version")]
+    assert "**Tuning run, 10,000 images at 16 px**, cpu (2 cores, x86_64), 8 epochs, the defaults:" in today
+    assert "8 epochs, ``--optimizer lars``: kNN top-1 32.0\u00a0% (untrained: 27.9\u00a0%)" in today
+    tuning = rst[rst.index("Tuning runs") :]
+    assert "* - ``--optimizer lars``" in tuning and "* - none (the shared command alone)" in tuning
+
+
+def test_committed_includes_are_the_generators_output(make_results, tmp_path):
+    """Every include of docs/results/ (the figures, the commands, the landing page's sentence) is what the
+    generator makes of benchmarks/results/ now."""
+    make_results.generate(DOCS.parent / "benchmarks" / "results", tmp_path)
+    for path in sorted(tmp_path.glob("*.inc")):
+        committed = DOCS / "results" / path.name
+        assert committed.exists() and committed.read_text() == path.read_text(), (
+            f"docs/results/{path.name} is stale: run python docs/make_results.py"
+        )

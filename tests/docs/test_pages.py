@@ -9,6 +9,8 @@ import functools
 import io
 import json
 import re
+import sys
+import types
 import urllib.parse
 from pathlib import Path
 
@@ -35,7 +37,10 @@ def site() -> Path:
     return built_site()
 
 
+@functools.cache
 def soup(path: Path) -> BeautifulSoup:
+    """A built page, parsed once per test session (the BYOL page, three scripts long, takes a second):
+    read it, do not change it."""
     return BeautifulSoup(path.read_text(), "html.parser")
 
 
@@ -110,28 +115,38 @@ def test_tab_shows_its_script_in_full(site, variant):
 
 
 @pytest.mark.parametrize("variant", present_variants())
-def test_tab_starts_with_its_command_and_its_byol_core(site, variant):
-    """A reader meets the command, then the BYOL core from the script itself with the script's own line
-    numbers, before the downloads and the whole script."""
+def test_tab_starts_with_its_command_its_intro_and_its_downloads(site, variant):
+    """A reader meets the command, the tab's intro paragraph and the downloads, then the details, the
+    BYOL core from the script itself with the script's own line numbers, and the whole script."""
     panel = tab_panels(site)[VARIANTS[variant]]
     settings = CONF["byol_variants"][variant]
-    blocks = panel.select("div.highlight pre")
-    assert code_of(blocks[0]).strip() == settings["command"]
+    first = panel.select("div.highlight pre")[0]
+    assert code_of(first).strip() == settings["command"]
     byol = load_script(script_path(variant), f"byol_core_{variant}")
     assert byol.parse_args(settings["command"].split()[2:])  # the command's flags exist
     lines = script_path(variant).read_text().splitlines()
-    for pre, name in zip(blocks[1:], settings["core"], strict=False):
+    cores = panel.select("div.byol-core pre")
+    assert len(cores) == len(settings["core"])
+    for pre, name in zip(cores, settings["core"], strict=True):
         start, end = object_source(script_path(variant), name)
         assert code_of(pre).rstrip("\n") == "\n".join(lines[start - 1 : end]), name
         assert line_numbers_of(pre) == list(range(start, end + 1)), name
         caption = pre.find_parent("div", class_="literal-block-wrapper").select_one(".caption-text")
         assert caption.get_text() == f"{name}, lines {start}-{end}"
-    assert len(panel.select("div.byol-core")) == len(settings["core"])
-    # the core comes before the downloads, which come before the whole script
+    # in this order: the command, the intro (the directive's first paragraph), the downloads, the core,
+    # the whole script; nothing but the intro between the command and the downloads
+    source = (DOCS / "byol.rst").read_text()
+    content = source[source.index(f".. byol-variant:: {variant}") :].split("\n\n")[1]
+    intro = " ".join(content.split())
+    children = [child for child in panel.children if getattr(child, "name", None)]
+    command = next(c for c in children if c.select_one("pre") is first or c.find("pre") is first)
+    download = next(c for c in children if c.select_one("a.download"))
+    after_command = children[children.index(command) + 1 : children.index(download)]
+    assert [" ".join(c.get_text().split()) for c in after_command] == [intro.replace("``", "")]
     elements = panel.find_all(True)
-    core, download = panel.select_one("div.byol-core"), panel.select_one("a.download")
+    core = panel.select_one("div.byol-core")
     script = panel.select_one(f"div.byol-script-{variant.replace('_', '-')}")
-    assert elements.index(core) < elements.index(download) < elements.index(script)
+    assert elements.index(download) < elements.index(core) < elements.index(script)
 
 
 def test_the_distributed_tab_shows_what_it_adds_to_the_lightning_script(site):
@@ -291,6 +306,7 @@ OTHER_PROGRAMS_FLAGS = {
     "sbatch": {"--nodes", "--ntasks-per-node", "--gpus-per-node"},
     "docker": {"--shm-size", "--ipc"},
     "docs/make_augmentation_figure.py": {"--cifar10-train"},
+    "benchmarks/subset.py": {"--images", "--seed"},
 }
 
 
@@ -436,3 +452,105 @@ def test_no_page_shows_a_path_of_the_machine_that_built_it(site):
             text = soup(path).get_text()
         found = [part for part in internal if part in text]
         assert not found, f"{path.relative_to(site)}: {found}"
+
+
+def text_outside_code(path: Path) -> str:
+    """A page's text as a reader sees it, without its code blocks and inline code (cut out of the HTML
+    before it is parsed: the BYOL page is mostly code)."""
+    html = re.sub(r"<(pre|code|script|style)\b.*?</\1>", " ", path.read_text(), flags=re.S)
+    return BeautifulSoup(html, "html.parser").get_text(" ")
+
+
+def test_no_markup_shows_as_text(site):
+    """No page shows RST's markup itself: ``code`` inside **bold** is not code, but literal backticks."""
+    shown = {}
+    for page in sorted(site.rglob("*.html")):
+        text = text_outside_code(page)
+        found = [mark for mark in ["``", "**", ":script:", ":doc:", ":ref:"] if mark in text]
+        if found:
+            shown[str(page.relative_to(site))] = found
+    assert not shown, shown
+
+
+@pytest.mark.parametrize("variant", present_variants())
+def test_gallery_pages_show_the_commands_as_bash(site, variant):
+    """The commands of a script's docstring, on its gallery page, are highlighted as bash, not as Python,
+    and each line is a command as a shell takes it: no doubled backslash at a line's end."""
+    page = soup(site / "gallery" / variant / "byol.html")
+    commands = [
+        pre
+        for pre in page.select("div.highlight pre")
+        if pre.get_text().lstrip().startswith(("python ", "torchrun "))
+    ]
+    assert commands, "the docstring's commands"
+    for pre in commands:
+        wrapper = pre.find_parent("div", class_=re.compile(r"^highlight-"))
+        assert "highlight-bash" in wrapper["class"], (wrapper["class"], pre.get_text()[:80])
+        for line in pre.get_text().splitlines():
+            assert not line.rstrip().endswith("\\\\"), line
+    # and nowhere else on the page, nor in the notebook, a line that ends in a doubled backslash
+    assert not re.search(r"\\\\\n", page.get_text()), variant
+    notebook = nbformat.read(site / "notebooks" / variant / "byol.ipynb", as_version=4)
+    assert not any(re.search(r"\\\\\n", cell.source) for cell in notebook.cells), variant
+
+
+BARE_MAIN = "bare main() trains with the defaults"
+
+
+def test_the_pages_say_what_a_bare_main_does(site, monkeypatch):
+    """In a notebook, a bare main() trains with the defaults (it reads no command line: Jupyter's is the
+    kernel's): the BYOL page, each notebook's first cell and last text cell, and each gallery page say so,
+    and no page says otherwise."""
+
+    def said(text: str) -> str:
+        return " ".join(text.replace("`", "").split())
+
+    assert BARE_MAIN in said(soup(site / "byol.html").get_text())
+    for variant in present_variants():
+        notebook = nbformat.read(site / "notebooks" / variant / "byol.ipynb", as_version=4)
+        first = notebook.cells[0].source
+        assert BARE_MAIN in said(first) and INSTALL_CELL_MARK in first, variant
+        last_text = [cell for cell in notebook.cells if cell.cell_type == "markdown"][-1]
+        assert BARE_MAIN in said(last_text.source), variant
+        assert BARE_MAIN in said(soup(site / "gallery" / variant / "byol.html").get_text()), variant
+        # what they say is true: under a kernel, with a kernel's command line, main() gets the defaults,
+        # which train on CIFAR-10 (downloaded to ./data) for 100 epochs
+        byol = load_script(script_path(variant), f"byol_flags_{variant}")
+        monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+        monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "kernel-1234.json"])
+        defaults = vars(byol.parse_args(None))
+        assert defaults == vars(byol.parse_args([])), variant
+        assert (defaults["data"], defaults["data_dir"], defaults["epochs"]) == ("cifar10", "data", 100)
+        monkeypatch.delitem(sys.modules, "ipykernel")
+    kernels_command_line = re.compile(r"kernel's (own )?command line")
+    for page in site.rglob("*.html"):
+        assert not kernels_command_line.search(said(soup(page).get_text())), page.name
+    for notebook in site.rglob("*.ipynb"):
+        assert not kernels_command_line.search(said(notebook.read_text())), notebook
+
+
+def test_how_byol_works_dates_what_it_quotes_from_the_benchmarks():
+    """Each paragraph of How BYOL works that quotes a results file names the date and the commit of its
+    measurement, and its figures are that file's; no paragraph says that the default epochs "take
+    minutes" without a measurement."""
+    text = (DOCS / "how_byol_works.rst").read_text()
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n|\n(?=- )", text)]
+    quoting = [p for p in paragraphs if "benchmarks/results/" in p]
+    assert quoting
+    for paragraph in quoting:
+        path = re.search(r"benchmarks/results/[\w./-]+\.json", paragraph).group()
+        result = json.loads((DOCS.parent / path).read_text())
+        assert result["date"] in paragraph and result["commit"] in paragraph, paragraph
+        values = [v for v in result.values() if isinstance(v, int | float)]
+        values += [v for v in result.get("candidates_images_per_s", {}).values()]
+        for figure in re.findall(r"\b\d{1,3}(?:,\d{3})+\b", paragraph):  # 10,458 images/s
+            assert any(round(value) == int(figure.replace(",", "")) for value in values), (figure, path)
+        for seconds in re.findall(r"\b(\d+) s\b", paragraph):  # trained in 69 s
+            assert any(round(value) == int(seconds) for value in values), (seconds, path)
+        for percent in re.findall(r"\b(\d+\.\d) %", paragraph):  # a kNN accuracy of 45.6 %
+            assert any(f"{100 * value:.1f}" == percent for value in values), (percent, path)
+        if "images/s" in paragraph and "H200" in paragraph:
+            assert result["device"] == "NVIDIA H200", path
+    for page in [*sorted(DOCS.glob("*.rst")), DOCS.parent / "README.md"]:
+        said = " ".join(page.read_text().split())
+        assert not re.search(r"epochs take (only )?minutes", said), page.name
