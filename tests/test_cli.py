@@ -137,31 +137,33 @@ def test_a_device_this_machine_lacks_is_refused(byol, capsys, device):
     assert f"--device {device}: not cpu, nor one of the 0 CUDA GPUs here" in capsys.readouterr().err
 
 
+GROUPS = {
+    "data": ["--data", "--data-dir", "--val", "--synthetic-images", "--input-size", "--num-workers"],
+    "model": ["--backbone", "--hidden-dim", "--proj-dim"],
+    "optimisation": ["--optimizer", "--epochs", "--batch-size", "--lr", "--weight-decay", "--warmup-epochs"],
+    "run": ["--eval-every", "--knn-k", "--output-dir", "--resume", "--overwrite", "--seed", "--precision"],
+}
+DEVICE_FLAGS = {"byol": ["--device"], "lightning": ["--accelerator"]}
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_explains_every_flag(request, capsys, script):
+def test_help_explains_every_flag_in_groups_with_a_description_and_an_example(request, capsys, script):
     with pytest.raises(SystemExit) as done:
         request.getfixturevalue(script).parse_args(["--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    options = re.findall(r"^  (--[a-z-]+)", text, flags=re.MULTILINE)
-    required = ["--data", "--data-dir", "--val", "--input-size", "--num-workers", "--backbone"]
-    required += [
-        "--hidden-dim",
-        "--proj-dim",
-        "--optimizer",
-        "--epochs",
-        "--batch-size",
-        "--lr",
-        "--weight-decay",
-    ]
-    required += ["--warmup-epochs", "--tau-base", "--eval-every", "--knn-k", "--output-dir", "--resume"]
-    required += ["--overwrite", "--seed", "--precision"]
-    required += {"byol": ["--device"], "lightning": ["--accelerator"]}.get(
-        script, ["--devices", "--num-nodes"]
-    )
-    assert set(required) <= set(options)
+    assert "BYOL" in text.split("options:")[0]  # a description under the usage
+    assert re.search(r"^example.*: python byol\.py --data ", text, flags=re.MULTILINE)
+    groups = dict(re.findall(r"^(\w+):\n(.*?)(?=^\w+:|^example|\Z)", text, flags=re.MULTILINE | re.DOTALL))
+    device_flags = DEVICE_FLAGS.get(script, ["--accelerator", "--devices", "--num-nodes"])
+    for group, flags in {**GROUPS, "run": GROUPS["run"] + device_flags}.items():
+        assert set(flags) <= set(re.findall(r"^  (--[a-z-]+)", groups[group], flags=re.MULTILINE)), group
     for block in re.split(r"\n(?=  -)", text.split("options:")[1])[1:]:
+        block = block.split("\n\n")[0]  # not the next group's heading
         assert len(block.split(maxsplit=2)) == 3 or "--help" in block, block  # a flag and words about it
+        assert "(default: None)" not in block and block.count("(default") <= 1, (
+            block
+        )  # one default, said once
     assert "lars" in text and "large batches" in text
 
 

@@ -42,26 +42,41 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm import tqdm
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each flag's default, except where the default is None: the flag's help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser("byol.py", allow_abbrev=False)  # a mistyped --epoch is an error
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # --help shows the defaults
-    add = parser.add_argument
+    parser = argparse.ArgumentParser(
+        "byol.py",
+        description="Pre-trains a ResNet on images without labels with BYOL; a kNN classifier monitors it.",
+        epilog="example: python byol.py --data synthetic --input-size 16 --batch-size 32 --lr 1.6 --epochs 2",
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,  # a mistyped --epoch is an error, not --epochs
+    )
+    add = parser.add_argument_group("data").add_argument
     add("--data", default="cifar10", help="cifar10, synthetic or an image folder (class subfolders or flat)")
     add("--data-dir", default="data", help="where torchvision downloads CIFAR-10")
     add("--val", help="kNN monitor's images: a folder of the classes of --data (default: the test split)")
     add("--synthetic-images", type=int, default=1024, help="how many images --data synthetic generates")
     add("--input-size", type=int, default=32, help="side of the views; 64 px or less: small-image stem")
     add("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding files")
+    add = parser.add_argument_group("model").add_argument
     add("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"], help="the encoder")
     add("--hidden-dim", type=int, default=4096, help="hidden width of projector and predictor")
     add("--proj-dim", type=int, default=256, help="output width of projector and predictor")
-    add("--optimizer", default="sgd", choices=["sgd", "lars"], help="lars: the paper's, for large batches")
+    add = parser.add_argument_group("optimisation").add_argument
+    add("--optimizer", default="sgd", choices=["sgd", "lars"], help="lars: for large batches, as solo-learn")
     add("--epochs", type=int, default=100, help="passes over the training images")
     add("--batch-size", type=int, default=512, help="images per step")
-    add("--lr", type=float, help="peak learning rate for a batch of 256, scaled (sgd: 0.2, lars: 1.0)")
-    add("--weight-decay", type=float, help="not on biases and norms (sgd 5e-4; lars 1e-5, as solo-learn)")
+    add("--lr", type=float, help="peak learning rate for a batch of 256, scaled (default: sgd 0.2, lars 1.0)")
+    add("--weight-decay", type=float, help="not on biases and norms (default: sgd 5e-4, lars 1e-5)")
     add("--warmup-epochs", type=float, help="learning rate warm-up (default: a tenth of --epochs, <= 10)")
     add("--tau-base", type=float, default=0.99, help="the target's moving-average rate, rising to 1")
+    add = parser.add_argument_group("run").add_argument
     add("--eval-every", type=int, default=10, help="epochs between runs of the kNN monitor (0: never)")
     add("--knn-k", type=int, default=200, help="neighbours that vote in the kNN monitor")
     add("--output-dir", default="runs/pytorch", help="where metrics and checkpoints go")
