@@ -144,3 +144,16 @@ def test_resume_needs_as_many_processes(two_processes, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "byol.py: error: cannot resume: the checkpoint was made with devices 2"
     ]
+
+
+def test_a_batch_larger_than_each_processs_share_is_refused(distributed, tmp_path, capsys):
+    """48 images for 2 processes of 32: each would get 24, no batch at all (Lightning trained nothing)."""
+    arguments = [*RUN, "--devices", "2", "--synthetic-images", "48", "--batch-size", "32"]
+    with pytest.raises(SystemExit) as error:
+        distributed.main([*arguments, "--output-dir", str(tmp_path / "out")])
+    assert error.value.code == 2
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == "byol.py: error: 2 processes x --batch-size 32 > 48 images"
+    )
+    assert not (tmp_path / "out" / "backbone.pt").exists()

@@ -134,9 +134,11 @@ def test_a_crash_after_an_epoch_resumes_exactly(lightning, runs, data, tmp_path,
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_ctrl_c_stops_between_two_steps_with_a_checkpoint(lightning, tmp_path, monkeypatch):
+@pytest.mark.parametrize("at_step", [6, 4], ids=["mid-epoch", "in an epoch's last step"])
+def test_ctrl_c_stops_between_two_steps_with_a_checkpoint(lightning, tmp_path, monkeypatch, at_step):
     """Ctrl-C right after an optimiser step: the run stops after that step's target update (Lightning's
-    own handling raised KeyboardInterrupt there, and saved a target one update behind)."""
+    own handling raised KeyboardInterrupt there, and saved a target one update behind). In an epoch's
+    last step (4 steps an epoch), it stops after that epoch's checkpoint (it used to take one more step)."""
     counts, original_step, original_update = (
         {"steps": 0, "updates": 0},
         torch.optim.SGD.step,
@@ -146,7 +148,7 @@ def test_ctrl_c_stops_between_two_steps_with_a_checkpoint(lightning, tmp_path, m
     def step_then_ctrl_c(self, *args, **kwargs):
         loss = original_step(self, *args, **kwargs)
         counts["steps"] += 1
-        if counts["steps"] == 6:  # in the second epoch
+        if counts["steps"] == at_step:
             signal.raise_signal(signal.SIGINT)
         return loss
 
@@ -173,9 +175,10 @@ def test_ctrl_c_stops_between_two_steps_with_a_checkpoint(lightning, tmp_path, m
     finally:
         signal.signal(signal.SIGINT, handler)
     assert stopped.value.code == 128 + signal.SIGINT
-    assert saved_at[-1] == ({"steps": 6, "updates": 6}, 6)  # the stop's checkpoint: step and update done
+    assert saved_at[-1] == ({"steps": at_step, "updates": at_step}, at_step)  # step and update done
     assert not (tmp_path / "backbone.pt").exists()
-    train(lightning, tmp_path, "--epochs", "3", "--resume")  # in mid-epoch
+    assert [row["epoch"] for row in read_metrics(tmp_path)] == list(range(1, 1 + at_step // 4))
+    train(lightning, tmp_path, "--epochs", "3", "--resume")
     assert [(row["epoch"], row["step"]) for row in read_metrics(tmp_path)] == [(1, 4), (2, 8), (3, 12)]
 
 

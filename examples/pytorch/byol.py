@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument_group("data").add_argument
     add("--data", default="cifar10", help="cifar10, synthetic or an image folder (class subfolders or flat)")
     add("--data-dir", default="data", help="where torchvision downloads CIFAR-10")
-    add("--val", help="kNN monitor's images: a folder of the classes of --data (default: the test split)")
+    add("--val", help="kNN monitor's images: a folder of --data's classes (default: the test split if any)")
     add("--synthetic-images", type=int, default=1024, help="how many images --data synthetic generates")
     add("--input-size", type=int, default=32, help="side of the views; 64 px or less: small-image stem")
     add("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding files")
@@ -147,7 +147,7 @@ def two_views(batch, views: list[nn.Module], memory: torch.Tensor | None, device
 # Model
 # -----
 # The encoder f is a torchvision ResNet without its classifier; on small images its ImageNet stem
-# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 1 before the last stage) becomes
+# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 2 before the last stage) becomes
 # one 3x3 convolution. The projector g and the predictor q are Linear -> BatchNorm -> ReLU -> Linear;
 # only the online network has a predictor, and the target network receives no gradients.
 

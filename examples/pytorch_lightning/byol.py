@@ -10,9 +10,10 @@ receives no gradients; its weights are a slow moving average of the online weigh
 
 This is the plain-PyTorch example (``examples/pytorch/byol.py``) with its loop handed to Lightning: a
 ``LightningModule`` holds the networks and the step, and a ``Trainer`` runs the loop, bf16, the
-progress bar, the logs, the checkpoints and the signals. The other sections copy the plain script's::
+progress bar, the logs, the checkpoints and the signals. The other sections copy the plain script's.
+Run it as the plain one::
 
-    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --batch-size 32 --epochs 2
+    python examples/pytorch_lightning/byol.py --data synthetic --batch-size 32 --lr 1.6 --epochs 2
     python examples/pytorch_lightning/byol.py --data cifar10  # CIFAR-10, on a GPU
 
 It writes ``metrics.jsonl`` (a line per epoch), ``checkpoint-last.pt`` (a Lightning checkpoint, for
@@ -71,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument_group("data").add_argument
     add("--data", default="cifar10", help="cifar10, synthetic or an image folder (class subfolders or flat)")
     add("--data-dir", default="data", help="where torchvision downloads CIFAR-10")
-    add("--val", help="kNN monitor's images: a folder of the classes of --data (default: the test split)")
+    add("--val", help="kNN monitor's images: a folder of --data's classes (default: the test split if any)")
     add("--synthetic-images", type=int, default=1024, help="how many images --data synthetic generates")
     add("--input-size", type=int, default=32, help="side of the views; 64 px or less: small-image stem")
     add("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding files")
@@ -157,7 +158,7 @@ def two_views(batch, views: list[nn.Module], memory: torch.Tensor | None, device
 # Model
 # -----
 # The encoder f is a torchvision ResNet without its classifier; on small images its ImageNet stem
-# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 1 before the last stage) becomes
+# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 2 before the last stage) becomes
 # one 3x3 convolution. The projector g and the predictor q are Linear -> BatchNorm -> ReLU -> Linear;
 # only the online network has a predictor, and the target network receives no gradients.
 
@@ -572,7 +573,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class StopBetweenSteps(pl.Callback):
     """Ctrl-C or SIGTERM stop the run after the current step, target update included, and save a
-    checkpoint (Lightning's own handling of Ctrl-C stops anywhere, also between step and update)."""
+    checkpoint (Lightning's own handling of Ctrl-C stops anywhere, also between step and update); in an
+    epoch's last step, after that epoch's checkpoint."""
 
     def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         self.signal, self.handlers = 0, {}  # the signal that asked to stop, and the handlers to put back
@@ -583,6 +585,10 @@ class StopBetweenSteps(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         if self.signal and batch_idx + 1 < trainer.num_training_batches:  # the last: after the epoch's end
             raise SIGTERMException(self.signal)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: BYOLModule) -> None:
+        if self.signal and trainer.current_epoch + 1 < trainer.max_epochs:  # not after the run's last epoch
+            trainer.should_stop = True  # Lightning stops after this epoch's checkpoint
 
     def on_train_end(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         for sig, handler in self.handlers.items():
@@ -607,10 +613,11 @@ def train(args: argparse.Namespace) -> dict:
         every_epoch = {"save_on_train_epoch_end": True, "enable_version_counter": False}  # not kNN's only
         checkpoint = ModelCheckpoint(output_dir, CHECKPOINT.removesuffix(".pt"), **every_epoch)
         checkpoint.FILE_EXTENSION = ".pt"  # each epoch's replaces the last one
+        stop = StopBetweenSteps()
         trainer = pl.Trainer(
             accelerator=args.accelerator,
             # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
-            callbacks=[checkpoint, StopBetweenSteps(), TQDMProgressBar(refresh_rate=20)],
+            callbacks=[checkpoint, stop, TQDMProgressBar(refresh_rate=20)],
             plugins=[AtomicCheckpointIO()],
             devices=1,
             precision="bf16-mixed" if args.precision == "bf16" else "32-true",
@@ -620,11 +627,13 @@ def train(args: argparse.Namespace) -> dict:
             logger=CSVLogger(output_dir),
         )
         trainer.fit(module, ckpt_path=resume, weights_only=True)
+        if trainer.should_stop and stop.signal:  # at an epoch's end
+            raise SIGTERMException(stop.signal)
         if trainer.is_global_zero:
             backbone = {name: tensor.cpu() for name, tensor in module.model.encoder.state_dict().items()}
             save_atomically(backbone, output_dir / BACKBONE, backbone)
             print(f"saved the online encoder to {output_dir / BACKBONE}")
-        return getattr(module, "row", {})  # in a notebook, DDP trains in forked processes, which keep theirs
+        return getattr(module, "row", {})  # none: --resume of a run that had finished
 
 
 def main(argv: list[str] | None = None) -> dict:

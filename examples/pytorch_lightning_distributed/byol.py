@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument_group("data").add_argument
     add("--data", default="cifar10", help="cifar10, synthetic or an image folder (class subfolders or flat)")
     add("--data-dir", default="data", help="where torchvision downloads CIFAR-10")
-    add("--val", help="kNN monitor's images: a folder of the classes of --data (default: the test split)")
+    add("--val", help="kNN monitor's images: a folder of --data's classes (default: the test split if any)")
     add("--synthetic-images", type=int, default=1024, help="how many images --data synthetic generates")
     add("--input-size", type=int, default=32, help="side of the views; 64 px or less: small-image stem")
     add("--num-workers", type=int, default=min(8, os.cpu_count() or 1), help="processes decoding files")
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument_group("optimisation").add_argument
     add("--optimizer", default="sgd", choices=["sgd", "lars"], help="lars: for large batches, as solo-learn")
     add("--epochs", type=int, default=100, help="passes over the training images")
-    add("--batch-size", type=int, default=512, help="images per step")
+    add("--batch-size", type=int, default=512, help="images per step in each process")
     add("--lr", type=float, help="peak learning rate for a batch of 256, scaled (default: sgd 0.2, lars 1.0)")
     add("--weight-decay", type=float, help="not on biases and norms (default: sgd 5e-4, lars 1e-5)")
     add("--warmup-epochs", type=float, help="learning rate warm-up (default: a tenth of --epochs, <= 10)")
@@ -162,7 +162,7 @@ def two_views(batch, views: list[nn.Module], memory: torch.Tensor | None, device
 # Model
 # -----
 # The encoder f is a torchvision ResNet without its classifier; on small images its ImageNet stem
-# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 1 before the last stage) becomes
+# (7x7 stride-2 convolution and max-pool, which would shrink 32 px to 2 before the last stage) becomes
 # one 3x3 convolution. The projector g and the predictor q are Linear -> BatchNorm -> ReLU -> Linear;
 # only the online network has a predictor, and the target network receives no gradients.
 
@@ -577,8 +577,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class StopBetweenSteps(pl.Callback):
-    """Ctrl-C or SIGTERM stop the run after the current step, target update included, and save a
-    checkpoint (Lightning's own handling of Ctrl-C stops anywhere, also between step and update)."""
+    """Ctrl-C or SIGTERM stop the run within 20 steps (the processes agree every 20), after a step's
+    target update, and save a checkpoint (Lightning's own handling of Ctrl-C stops anywhere, also between
+    step and update); in an epoch's last 20 steps, after that epoch's checkpoint."""
 
     def on_train_start(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         self.signal, self.handlers = 0, {}  # the signal that asked to stop, and the handlers to put back
@@ -590,6 +591,11 @@ class StopBetweenSteps(pl.Callback):
         stop = batch_idx % 20 == 0 and trainer.strategy.reduce_boolean_decision(self.signal > 0, all=False)
         if stop and batch_idx + 1 < trainer.num_training_batches:  # every process, after the same step
             raise SIGTERMException(self.signal or signal.SIGTERM)  # a process that received none: SIGTERM
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: BYOLModule) -> None:
+        stop = trainer.strategy.reduce_boolean_decision(self.signal > 0, all=False)  # in every process
+        if stop and trainer.current_epoch + 1 < trainer.max_epochs:  # not after the run's last epoch
+            self.signal, trainer.should_stop = self.signal or signal.SIGTERM, True  # after the checkpoint
 
     def on_train_end(self, trainer: pl.Trainer, module: BYOLModule) -> None:
         for sig, handler in self.handlers.items():
@@ -614,10 +620,11 @@ def train(args: argparse.Namespace) -> dict:
         every_epoch = {"save_on_train_epoch_end": True, "enable_version_counter": False}  # not kNN's only
         checkpoint = ModelCheckpoint(output_dir, CHECKPOINT.removesuffix(".pt"), **every_epoch)
         checkpoint.FILE_EXTENSION = ".pt"  # each epoch's replaces the last one
+        stop = StopBetweenSteps()
         trainer = pl.Trainer(
             accelerator=args.accelerator,
             # the progress bar reads numbers back from the GPU, which waits for them: every 20 steps only
-            callbacks=[checkpoint, StopBetweenSteps(), TQDMProgressBar(refresh_rate=20)],
+            callbacks=[checkpoint, stop, TQDMProgressBar(refresh_rate=20)],
             plugins=[AtomicCheckpointIO()],
             strategy="ddp_notebook" if "ipykernel" in sys.modules else "ddp",  # Jupyter cannot start scripts
             devices=args.devices,
@@ -629,7 +636,13 @@ def train(args: argparse.Namespace) -> dict:
             num_sanity_val_steps=0,
             logger=CSVLogger(output_dir),
         )
+        if args.batch_size * trainer.world_size > len(data[0]):  # each process trains on its share
+            raise RunError(
+                f"{trainer.world_size} processes x --batch-size {args.batch_size} > {len(data[0])} images"
+            )
         trainer.fit(module, ckpt_path=resume, weights_only=True)
+        if trainer.should_stop and stop.signal:  # at an epoch's end
+            raise SIGTERMException(stop.signal)
         if trainer.is_global_zero:
             backbone = {name: tensor.cpu() for name, tensor in module.model.encoder.state_dict().items()}
             save_atomically(backbone, output_dir / BACKBONE, backbone)
