@@ -54,7 +54,10 @@ def examples(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (pytest), apart from the docs tests, which `docs` runs on its build."""
     python = torch_python(session, "test")
-    session.run(python, "-m", "pytest", "--ignore=tests/docs", *session.posargs, external=True)
+    # the ten slowest tests printed at the end: where to look when the suite grows slower
+    session.run(
+        python, "-m", "pytest", "--ignore=tests/docs", "--durations=10", *session.posargs, external=True
+    )
 
 
 @nox.session(venv_backend="none")

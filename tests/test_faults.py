@@ -1,6 +1,7 @@
 """Crashes, signals, divergence, damaged checkpoints, busy or full output directories and bad files: each
 script keeps its work, and says what happened in one line."""
 
+import fcntl
 import json
 import os
 import resource
@@ -256,3 +257,24 @@ def test_main_runs_outside_the_main_thread(byol, tmp_path):
     worker.start()
     worker.join(timeout=300)
     assert result["epoch"] == 1 and (tmp_path / "backbone.pt").exists()
+
+
+def test_processes_started_together_download_cifar10_one_after_the_other(byol, tmp_path, monkeypatch):
+    """torchrun starts every process at once; each writing the same download would corrupt it. A process
+    waits for the one that holds the data folder's lock, then finds the files."""
+    downloads = []
+
+    class CIFAR10:  # torchvision's, offline: records when it is asked to download
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            downloads.append(root)
+            self.data, self.targets, self.classes = np.zeros((2, 32, 32, 3), np.uint8), [0, 1], ["a", "b"]
+
+    monkeypatch.setattr(byol.torchvision.datasets, "CIFAR10", CIFAR10)
+    with open(tmp_path / ".lock", "a") as lock:  # another process is downloading
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        process = threading.Thread(target=byol.cifar10, args=(str(tmp_path), True))
+        process.start()
+        process.join(timeout=1)
+        assert process.is_alive() and downloads == []  # it waits
+    process.join(timeout=30)
+    assert downloads == [str(tmp_path)]

@@ -324,8 +324,11 @@ def synthetic_images(n: int, seed: int, size: int = 32) -> TensorDataset:
 
 def cifar10(data_dir: str, train: bool) -> TensorDataset:
     try:
-        cifar = torchvision.datasets.CIFAR10(data_dir, train, download=True)
-    except Exception as error:  # offline
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(data_dir) / ".lock", "a") as lock:  # processes started together (torchrun) take turns:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the first downloads, the others find the files
+            cifar = torchvision.datasets.CIFAR10(data_dir, train, download=True)
+    except Exception as error:  # offline, or --data-dir not writable
         raise RunError(f"no CIFAR-10 ({error}); give it as folders instead: --data DIR --val DIR") from None
     dataset = TensorDataset(torch.tensor(cifar.data).permute(0, 3, 1, 2), torch.tensor(cifar.targets))
     dataset.classes = cifar.classes
