@@ -270,7 +270,7 @@ def test_processes_started_together_download_cifar10_one_after_the_other(byol, t
             self.data, self.targets, self.classes = np.zeros((2, 32, 32, 3), np.uint8), [0, 1], ["a", "b"]
 
     monkeypatch.setattr(byol.torchvision.datasets, "CIFAR10", CIFAR10)
-    with open(tmp_path / ".lock", "a") as lock:  # another process is downloading
+    with open(tmp_path / "cifar-10.lock", "a") as lock:  # another process is downloading
         fcntl.flock(lock, fcntl.LOCK_EX)
         process = threading.Thread(target=byol.cifar10, args=(str(tmp_path), True))
         process.start()

@@ -329,7 +329,7 @@ def synthetic_images(n: int, seed: int, size: int = 32) -> TensorDataset:
 def cifar10(data_dir: str, train: bool) -> TensorDataset:
     try:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        with open(Path(data_dir) / ".lock", "a") as lock:  # processes started together (torchrun) take turns:
+        with open(Path(data_dir) / "cifar-10.lock", "a") as lock:  # processes started together take turns:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the first downloads, the others find the files
             cifar = torchvision.datasets.CIFAR10(data_dir, train, download=True)
     except Exception as error:  # offline, or --data-dir not writable
