@@ -412,7 +412,8 @@ RECIPE = [*RECIPE.split(), "weight_decay", "warmup_epochs", "tau_base", "seed", 
 def seed_epoch(seed: int, epoch: int, generators: tuple, rank: int = 0) -> None:
     """Seeds torch (kornia draws from it) and the loader's generators (the order, the workers' seeds) from
     the seed, the epoch and the process: a run resumed at an epoch's start needs no saved random state."""
-    torch.manual_seed(seed + (epoch + 1) * 2**32 + rank * 2**48)
+    # one seed per run, epoch and process, in 32 bits: torch's CPU generator ignores a seed's higher bits
+    torch.manual_seed(hash((seed, epoch, rank)) % 2**32)  # a tuple of ints hashes alike in every process
     for generator in generators:
         generator.manual_seed(torch.initial_seed())
 

@@ -13,7 +13,8 @@ This is the plain-PyTorch example (``examples/pytorch/byol.py``) with its loop h
 progress bar, the logs, the checkpoints and the signals. The other sections copy the plain script's.
 Run it as the plain one::
 
-    python examples/pytorch_lightning/byol.py --data synthetic --batch-size 32 --lr 1.6 --epochs 2
+    python examples/pytorch_lightning/byol.py --data synthetic --input-size 16 --batch-size 32 \
+        --lr 1.6 --epochs 2
     python examples/pytorch_lightning/byol.py --data cifar10  # CIFAR-10, on a GPU
 
 It writes ``metrics.jsonl`` (a line per epoch), ``checkpoint-last.pt`` (a Lightning checkpoint, for
@@ -425,7 +426,8 @@ RECIPE = [*RECIPE.split(), "weight_decay", "warmup_epochs", "tau_base", "seed", 
 def seed_epoch(seed: int, epoch: int, generators: tuple, rank: int = 0) -> None:
     """Seeds torch (kornia draws from it) and the loader's generators (the order, the workers' seeds) from
     the seed, the epoch and the process: a run resumed at an epoch's start needs no saved random state."""
-    torch.manual_seed(seed + (epoch + 1) * 2**32 + rank * 2**48)
+    # one seed per run, epoch and process, in 32 bits: torch's CPU generator ignores a seed's higher bits
+    torch.manual_seed(hash((seed, epoch, rank)) % 2**32)  # a tuple of ints hashes alike in every process
     for generator in generators:
         generator.manual_seed(torch.initial_seed())
 
