@@ -637,6 +637,9 @@ def train(args: argparse.Namespace) -> dict:
             precision="bf16-mixed" if args.precision == "bf16" else "32-true",
             benchmark=True,  # cuDNN picks its fastest convolutions for the fixed image size
             max_epochs=args.epochs,
+            # each epoch's loader made after seed_epoch: a resumed run's too (Lightning makes the first
+            # one before it restores the epoch from the checkpoint, so with epoch 1's seeds)
+            reload_dataloaders_every_n_epochs=1,
             num_sanity_val_steps=0,
             logger=CSVLogger(output_dir),
         )
@@ -662,7 +665,8 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(2)
     except SIGTERMException as stopped:
         name = signal.Signals(stopped.code).name
-        print(f"stopped by {name}: checkpoint saved; continue with --resume", file=sys.stderr)
+        message = f"stopped by {name}: checkpoint saved; continue with --resume\n"
+        sys.stderr.write(message)  # in one write: the processes of a run share stderr
         sys.exit(128 + stopped.code)
 
 
